@@ -1,0 +1,100 @@
+"""Input validation shared by every front: one place, clear messages.
+
+Every error names the argument, what was expected and what was given, so that a wrong call fails at
+our door rather than deep inside a kernel, or worse, silently broadcasts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    if value not in allowed:
+        raise ValueError(f"{name}: expected one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def check_tensor_like(name: str, tensor: Any, reference: Tensor) -> None:
+    """``tensor`` must be a tensor with ``reference``'s dtype and device."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dtype != reference.dtype:
+        raise TypeError(f"{name}: expected dtype {reference.dtype} (the parameters'), got {tensor.dtype}")
+    if tensor.device != reference.device:
+        raise ValueError(f"{name}: expected device {reference.device} (the parameters'), got {tensor.device}")
+
+
+def check_shape(name: str, tensor: Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != tuple(expected):
+        raise ValueError(f"{name}: expected shape {tuple(expected)}, got {tuple(tensor.shape)}")
+
+
+def check_sequence_input(
+    input: Tensor, *, input_size: int, batch_first: bool, parameter: Tensor, check_finite: bool
+) -> bool:
+    """Validate a layer's padded input; return whether it is batched."""
+    check_tensor_like("input", input, parameter)
+    layout = "(B, T, F)" if batch_first else "(T, B, F)"
+    if input.dim() not in (2, 3):
+        raise ValueError(
+            f"input: expected 2 dimensions (T, F) unbatched or 3 dimensions {layout} batched, "
+            f"got {input.dim()} with shape {tuple(input.shape)}"
+        )
+    if input.shape[-1] != input_size:
+        raise ValueError(
+            f"input: expected feature size (last dimension) {input_size}, got {input.shape[-1]} "
+            f"in shape {tuple(input.shape)}"
+        )
+    time_dim = 1 if (batch_first and input.dim() == 3) else 0
+    if input.shape[time_dim] == 0:
+        raise ValueError(f"input: empty sequence (T=0) in shape {tuple(input.shape)}; expected T ≥ 1")
+    if input.dim() == 3 and input.shape[1 - time_dim] == 0:
+        raise ValueError(f"input: empty batch (B=0) in shape {tuple(input.shape)}; expected B ≥ 1")
+    if check_finite and not torch.isfinite(input).all():
+        raise ValueError("input: contains NaN or infinite values (check_finite=True)")
+    return input.dim() == 3
+
+
+def check_lengths(lengths: Any, *, batch_size: int, steps: int) -> Tensor:
+    """Sequence lengths: an integer tensor (B,) with 1 ≤ length ≤ T. Returns it as int64 on the CPU."""
+    if not isinstance(lengths, Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
+        raise TypeError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
+    if tuple(lengths.shape) != (batch_size,):
+        raise ValueError(f"lengths: expected shape ({batch_size},) (one per sequence), got {tuple(lengths.shape)}")
+    lengths = lengths.to("cpu", torch.int64)
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 1 or high > steps:
+        raise ValueError(f"lengths: expected every length in [1, T={steps}], got min {low} and max {high}")
+    return lengths
+
+
+def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
+    """Validate a one-step ``cell(input, hx)`` call; return whether it is batched."""
+    check_tensor_like("input", input, cell.weight_ih)
+    if input.dim() not in (1, 2):
+        raise ValueError(
+            f"input: expected 1 dimension (F,) or 2 dimensions (B, F), got {input.dim()} "
+            f"with shape {tuple(input.shape)}"
+        )
+    if input.shape[-1] != cell.input_size:
+        raise ValueError(f"input: expected feature size {cell.input_size}, got {input.shape[-1]}")
+    if hx is None:
+        return input.dim() == 2
+    batch = (input.shape[0],) if input.dim() == 2 else ()
+    expected = cell.initial_state(1, cell.weight_ih)
+    states = hx if isinstance(hx, tuple) else (hx,)
+    templates = expected if isinstance(expected, tuple) else (expected,)
+    if len(states) != len(templates):
+        raise ValueError(f"hx: expected {len(templates)} tensor(s), got {len(states)}")
+    for index, (state, template) in enumerate(zip(states, templates)):
+        name = f"hx[{index}]" if len(templates) > 1 else "hx"
+        check_tensor_like(name, state, cell.weight_ih)
+        check_shape(name, state, (*batch, template.shape[-1]))
+    return input.dim() == 2
