@@ -1,0 +1,101 @@
+"""The parts every torchseq data module shares: three splits, seeded loaders, shape attributes.
+
+A subclass sets ``input_size``, ``num_classes`` (0 for regression) and ``sequence_length`` (the longest
+T) in its ``__init__`` — before any data is read when it can — so a CLI can link them into a model at
+instantiation, and implements :meth:`SplitDataModule.build_splits`, which ``setup`` calls once.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from torchseq.data.variable_length import pad_collate
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+class SplitDataModule(L.LightningDataModule, ABC):
+    """Train/val/test loaders over the datasets that :meth:`build_splits` returns.
+
+    Fixed-length batches are ``(x, y)``; when ``variable_length`` is True they are
+    ``(x, y, lengths)`` (see :mod:`torchseq.data.variable_length`). The training loader shuffles with its
+    own generator seeded by ``seed``, so the batch order is reproducible whatever else uses the RNG.
+    """
+
+    input_size: int
+    num_classes: int
+    sequence_length: int
+    variable_length: bool = False
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int) -> None:
+        super().__init__()
+        # The concrete class's own arguments, so that type(self)(**self.hparams) rebuilds it (as loading a
+        # checkpoint does); intermediate bases receive derived values (e.g. ``side``) that must not appear.
+        self.save_hyperparameters(*inspect.signature(type(self)).parameters)
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.num_workers = check_positive_int("num_workers", num_workers, minimum=0)
+        self.seed = seed
+        self._splits: Splits | None = None
+
+    @abstractmethod
+    def build_splits(self) -> Splits:
+        """Read or generate the data and cut it into train/val/test datasets (called once)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._splits is None:
+            self._splits = self.build_splits()
+            rank_zero_info(self.describe())
+
+    @property
+    def splits(self) -> Splits:
+        if self._splits is None:
+            raise RuntimeError(f"{type(self).__name__}: call setup() before asking for the splits")
+        return self._splits
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{name} {len(getattr(self.splits, name))}" for name in ("train", "val", "test"))
+        return (
+            f"{type(self).__name__}: {sizes}; input_size={self.input_size}, "
+            f"sequence_length={self.sequence_length}, num_classes={self.num_classes}"
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.test, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.test, shuffle=False)
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=pad_collate if self.variable_length else None,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
