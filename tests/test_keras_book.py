@@ -22,6 +22,8 @@ from torchseq.models.gan import (
 )
 
 os.environ["KERAS_BACKEND"] = "torch"  # read once, at Keras' first import
+# Keras computes the reference in float32 on the CPU: on a GPU its cuDNN kernels would use TF32.
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 keras = pytest.importorskip("keras", reason="comparing with Keras needs Keras 3: pip install keras")
 if keras.backend.backend() != "torch":
     pytest.skip(f"Keras was imported with the {keras.backend.backend()!r} backend", allow_module_level=True)

@@ -15,6 +15,8 @@ import torch
 import torchseq.keras as tk
 
 os.environ["KERAS_BACKEND"] = "torch"  # read once, at Keras' first import
+# Keras computes the reference in float32 on the CPU: on a GPU its cuDNN kernels would use TF32.
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 keras = pytest.importorskip("keras", reason="comparing with Keras needs Keras 3: pip install keras")
 if keras.backend.backend() != "torch":
     pytest.skip(f"Keras was imported with the {keras.backend.backend()!r} backend", allow_module_level=True)
@@ -48,6 +50,8 @@ LAYERS: dict[str, tuple[Callable, Callable]] = {
     ),
 }
 BIDIRECTIONAL_KINDS = ["simple_rnn", "lstm", "gru", "gru_reset_before"]
+#: Where our layers run (Keras places itself); CUDA only on a machine that has it.
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 MERGE_MODES = ["concat", "sum", "mul", "ave", None]
 
 
@@ -66,7 +70,7 @@ def randomize(layer, rng: np.random.Generator) -> None:
 
 def as_arrays(outputs) -> list[np.ndarray]:
     outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
-    return [keras.ops.convert_to_numpy(o) if not isinstance(o, torch.Tensor) else o.detach().numpy()
+    return [keras.ops.convert_to_numpy(o) if not isinstance(o, torch.Tensor) else o.detach().cpu().numpy()
             for o in outputs]
 
 
@@ -200,6 +204,20 @@ def test_dense_matches_keras(activation, use_bias, rng):
     tk.load_keras_weights(ours, keras_layer)
     x = sequences(rng)           # Dense acts on the last axis, (B, T, F) included
     assert_same(keras_layer(x), ours(x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", ["custom", "fused"])
+@pytest.mark.parametrize("bidirectional", [None, {}], ids=["one_direction", "bidirectional"])
+@pytest.mark.parametrize("kind", ["simple_rnn", "lstm", "gru"])
+def test_both_implementations_give_keras_outputs_on_each_device(kind, bidirectional, impl, device, rng,
+                                                               monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)   # cuDNN's RNNs would round to TF32
+    keras_layer, ours = paired(kind, rng, bidirectional, return_sequences=True, return_state=True)
+    ours.core.impl = impl
+    ours.to(device)
+    x, mask = sequences(rng), trailing_mask(LENGTHS)
+    assert_same(keras_layer(x, mask=mask), ours(x.to(device), mask=mask.to(device)))
 
 
 def test_dropout_is_off_in_eval_like_keras_inference(rng):

@@ -12,6 +12,8 @@ from torch import nn
 import torchseq.keras as tk
 
 os.environ["KERAS_BACKEND"] = "torch"  # read once, at Keras' first import
+# Keras computes the reference in float32 on the CPU: on a GPU its cuDNN kernels would use TF32.
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 keras = pytest.importorskip("keras", reason="writing Keras weights needs Keras 3: pip install keras")
 h5py = pytest.importorskip("h5py", reason="reading Keras weight files needs h5py: pip install h5py")
 if keras.backend.backend() != "torch":

@@ -13,10 +13,9 @@ from torchseq.keras.layers import (
     KerasLayer,
     Sequential,
     SimpleRNN,
-    lengths_from_mask,
-    padding_mask,
     time_shared_dropout,
 )
+from torchseq.keras.masking import lengths_from_mask, padding_mask
 from torchseq.keras.weights import load_keras_weights, read_keras_weights
 
 __all__ = [

@@ -13,10 +13,9 @@ Keras conventions kept here:
   ``reset_after=True`` whose Keras bias has an input row and a recurrent row;
 - ``dropout`` on the inputs with one mask per call, shared by every timestep (as Keras' RNN cells);
 - ``go_backwards`` (outputs in processing order), ``stateful`` (+ :meth:`reset_states`);
-- masking: ``mask`` (B, T) as Keras' ``Masking`` layer makes it (see :func:`padding_mask`). A masked
-  step keeps the state; it outputs the previous step's output, or zeros inside ``Bidirectional``
-  (Keras' ``zero_output_for_mask``). torchseq runs masks as sequence lengths, so a mask must be True
-  for each sequence's first steps and False after (trailing padding, the usual case).
+- masking: ``mask`` (B, T) as Keras' ``Masking`` layer makes it (see :mod:`torchseq.keras.masking`). A
+  masked step keeps the state; it outputs the previous step's output, or zeros inside ``Bidirectional``
+  (Keras' ``zero_output_for_mask``). The mask must describe trailing padding.
 """
 
 from __future__ import annotations
@@ -28,7 +27,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice, check_shape
+from torchseq.checks import check_choice
+from torchseq.keras.masking import carry_last_output, lengths_from_mask
 from torchseq.recurrent import GRU as CoreGRU
 from torchseq.recurrent import LSTM as CoreLSTM
 from torchseq.recurrent import RNN as CoreRNN
@@ -59,43 +59,6 @@ class KerasLayer:
 
     #: The Keras class whose weights this layer takes.
     keras_class: ClassVar[str]
-
-
-# -- masks ---------------------------------------------------------------------------------------------
-def padding_mask(inputs: Tensor, mask_value: float = 0.0) -> Tensor:
-    """Keras ``Masking(mask_value)``'s mask: (B, T) True where a timestep has any feature ≠ mask_value."""
-    return (inputs != mask_value).any(dim=-1)
-
-
-def lengths_from_mask(mask: Tensor, inputs: Tensor) -> Tensor:
-    """The sequence lengths (B,) that a trailing-padding mask (B, T) describes."""
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"mask: expected a torch.Tensor, got {type(mask).__name__}")
-    check_shape("mask", mask, tuple(inputs.shape[:2]))
-    mask = mask.to(torch.bool)
-    lengths = mask.sum(dim=1)                                                       # (B,)
-    steps = torch.arange(mask.shape[1], device=mask.device)
-    irregular = (mask != (steps < lengths.unsqueeze(1))).any(dim=1).nonzero().flatten()
-    if irregular.numel():
-        raise ValueError(
-            f"mask: expected each row True for its first steps and False after (trailing padding), "
-            f"got another pattern in row(s) {irregular.tolist()}"
-        )
-    if int(lengths.min()) == 0:
-        empty = (lengths == 0).nonzero().flatten().tolist()
-        raise ValueError(f"mask: expected at least one True step per row, got none in row(s) {empty}")
-    return lengths.cpu()
-
-
-def carry_last_output(output: Tensor, valid: Tensor) -> Tensor:
-    """Keras' rule for a masked step: repeat the previous output (zeros before any valid step).
-
-    output (B, T, H) in processing order, valid (B, T) bool in the same order.
-    """
-    steps = torch.arange(output.shape[1], device=output.device)
-    last_valid = torch.where(valid, steps, -1).cummax(dim=1).values                 # (B, T)
-    index = last_valid.clamp(min=0).unsqueeze(-1).expand_as(output)                 # (B, T, H)
-    return output.gather(1, index).masked_fill((last_valid < 0).unsqueeze(-1), 0.0)
 
 
 def time_shared_dropout(inputs: Tensor, rate: float, training: bool) -> Tensor:
@@ -244,7 +207,11 @@ class KerasRecurrent(KerasLayer, nn.Module):
 
 
 class Recurrent(KerasRecurrent):
-    """Base of :class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`: one Keras recurrent layer."""
+    """Base of :class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`: one Keras recurrent layer.
+
+    ``torchseq_options`` go to the torchseq core: the cell's own (``nonlinearity``, ``reset_after``, set
+    by the subclasses) and torchseq's, e.g. ``impl="fused"`` for the fused kernel, ``device``, ``dtype``.
+    """
 
     core_class: ClassVar[type[RecurrentLayers]]
 
@@ -259,7 +226,7 @@ class Recurrent(KerasRecurrent):
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
-        **cell_options: Any,
+        **torchseq_options: Any,
     ) -> None:
         super().__init__(dropout=dropout, return_sequences=return_sequences, return_state=return_state)
         self.use_bias = use_bias
@@ -270,15 +237,15 @@ class Recurrent(KerasRecurrent):
             "bias": use_bias,
             "batch_first": True,
             "init": "keras",
-            "recurrent_bias": self.keras_recurrent_bias(cell_options),
+            "recurrent_bias": self.keras_recurrent_bias(torchseq_options),
             "go_backwards": go_backwards,
             "stateful": stateful,
-            **cell_options,
+            **torchseq_options,
         }
         self.core = self.core_class(**self.core_options)
 
     @staticmethod
-    def keras_recurrent_bias(cell_options: dict[str, Any]) -> bool:
+    def keras_recurrent_bias(options: dict[str, Any]) -> bool:
         """Whether the Keras layer has a second (recurrent) bias; only the GRU with reset_after does."""
         return False
 
@@ -324,8 +291,8 @@ class GRU(Recurrent):
         return self.core.reset_after
 
     @staticmethod
-    def keras_recurrent_bias(cell_options: dict[str, Any]) -> bool:
-        return cell_options["reset_after"]
+    def keras_recurrent_bias(options: dict[str, Any]) -> bool:
+        return options["reset_after"]
 
 
 class Bidirectional(KerasRecurrent):
