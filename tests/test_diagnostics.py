@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import math
+from functools import partial
+
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
 import torchseq
+from torchseq.callbacks.gradient_flow import GradientFlowPlot
+from torchseq.data import AddingProblemDataModule, CopyTaskDataModule
 from torchseq.diagnostics import (
+    Condition,
     decay_ratio,
     gradient_flow,
     plot_gradient_flow,
     recording_states,
+    run_gradient_flow,
     state_gradient_norms,
 )
+from torchseq.models import RecurrentClassifier
+from torchseq.tasks import Regression
 
 
 def rnn_with_recurrent_matrix(matrix: torch.Tensor) -> torchseq.RNN:
@@ -109,3 +119,43 @@ def test_plot_writes_a_png(tmp_path) -> None:
     curves = {"RNN": torch.tensor([1e-8, 1e-4, 0.0, 1.0]), "LSTM": torch.tensor([0.1, 0.3, 0.5, 1.0])}
     path = plot_gradient_flow({"at init": curves, "scaled": curves}, tmp_path / "flow.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_callback_plots_one_curve_per_epoch_and_logs_the_ratio(tmp_path) -> None:
+    data = AddingProblemDataModule(sequence_length=6, train_size=16, val_size=8, test_size=8, batch_size=8)
+    torch.manual_seed(0)
+    task = Regression(partial(RecurrentClassifier, cell="gru", hidden_size=4, impl="fused"), input_size=2)
+    callback = GradientFlowPlot()
+    trainer = L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        default_root_dir=tmp_path)
+    trainer.fit(task, datamodule=data)
+
+    assert list(callback.curves) == [0, 1]
+    (cell,) = callback.curves[1]
+    assert callback.curves[1][cell].shape == (6,)
+    assert not torch.equal(callback.curves[0][cell], callback.curves[1][cell])    # training moved it
+    assert trainer.callback_metrics["grad_flow/log10_ratio"] == pytest.approx(
+        math.log10(decay_ratio(callback.curves[1][cell])), rel=1e-5)
+    assert (tmp_path / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+    assert task.training and task.model.encoder.layers.impl == "fused"
+
+
+def test_the_experiment_writes_its_figure_table_and_numbers(tmp_path) -> None:
+    data = AddingProblemDataModule(sequence_length=10, train_size=16, val_size=8, test_size=8, batch_size=8)
+    conditions = [Condition("init"), Condition("trained", train_steps=2),
+                  Condition("x3", recurrent_scale=3.0)]
+    results = run_gradient_flow(data, cells=["rnn", "gru"], conditions=conditions, hidden_size=4,
+                                output_dir=str(tmp_path))
+    assert set(results) == {"init", "trained", "x3"} and set(results["init"]) == {"rnn", "gru"}
+    for entry in (results[c][cell] for c in results for cell in ("rnn", "gru")):
+        assert len(entry["norms"]) == 10
+        assert entry["ratio"] == pytest.approx(entry["norms"][0] / entry["norms"][-1])
+    # Same initialisation in every condition: scaling W_hh by 3 changes the RNN's ratio, training changes it.
+    assert results["x3"]["rnn"]["ratio"] > results["init"]["rnn"]["ratio"]
+    assert results["trained"]["rnn"]["norms"] != results["init"]["rnn"]["norms"]
+    table = (tmp_path / "gradient_flow.md").read_text()
+    assert "| RNN |" in table and "| init | trained | x3 |" in table
+    assert {path.name for path in tmp_path.iterdir()} >= {"gradient_flow.png", "gradient_flow.json"}
+    with pytest.raises(ValueError, match="data: expected a regression data module"):
+        run_gradient_flow(CopyTaskDataModule(sequence_length=4), output_dir=str(tmp_path))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import lightning as L
 import pytest
@@ -14,6 +15,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import torchseq
+from torchseq.data import AddingProblemDataModule, CopyTaskDataModule
+from torchseq.models import RecurrentClassifier
+from torchseq.models.tagger import RecurrentTagger
+from torchseq.tasks import Regression
+from torchseq.tasks.step_classification import StepClassification
 from torchseq.tbptt import TruncatedBPTT, carrying_state
 
 STEPS, BATCH, FEATURES, HIDDEN, CLASSES = 12, 3, 2, 5, 4
@@ -237,3 +243,51 @@ def test_in_lightning_automatic_optimisation_is_refused() -> None:
     task.tbptt = TruncatedBPTT(5)
     with pytest.raises(RuntimeError, match="set automatic_optimization = False"):
         fit(task)
+
+
+# -- the option on torchseq's sequence tasks ----------------------------------------------------------
+def task_pair(task_class, data, **options):
+    """The same seeded task twice: with full BPTT and with ``TruncatedBPTT(**options)``."""
+    model = RecurrentTagger if task_class.__name__ == "StepClassification" else RecurrentClassifier
+    sizes = {"input_size": data.input_size} | ({"num_classes": data.num_classes} if data.num_classes else {})
+    tasks = []
+    for tbptt in (None, TruncatedBPTT(**options)):
+        torch.manual_seed(0)
+        tasks.append(task_class(partial(model, cell="gru", hidden_size=4), **sizes, tbptt=tbptt))
+    return tasks
+
+
+def fit_steps(task: L.LightningModule, data, steps: int) -> None:
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(task, datamodule=data)
+
+
+@pytest.mark.parametrize("task_name", ["Regression", "StepClassification"])
+def test_the_tasks_tbptt_option_with_whole_sequence_chunks_equals_full_bptt(task_name: str) -> None:
+    task_class = {"Regression": Regression, "StepClassification": StepClassification}[task_name]
+    data = (AddingProblemDataModule if task_name == "Regression" else CopyTaskDataModule)(
+        sequence_length=8, train_size=16, val_size=8, test_size=8, batch_size=8)
+    full, truncated = task_pair(task_class, data, steps=data.sequence_length)
+    fit_steps(full, data, 2)
+    fit_steps(truncated, data, 2)
+    for ours, theirs in zip(truncated.parameters(), full.parameters(), strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_the_tasks_tbptt_option_steps_per_chunk_and_logs() -> None:
+    data = CopyTaskDataModule(sequence_length=8, copy_length=2, train_size=16, val_size=8, test_size=8,
+                              batch_size=8)                           # 12 steps: 3 chunks of 4
+    _, truncated = task_pair(StepClassification, data, steps=4)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(truncated, datamodule=data)
+    assert trainer.global_step == 2 * 3                               # 2 batches × 3 chunks
+    assert {"train/loss_epoch", "train/acc"} <= set(trainer.callback_metrics)
+
+
+def test_the_tasks_tbptt_option_refuses_variable_lengths() -> None:
+    task = Regression(partial(RecurrentClassifier, hidden_size=4), input_size=2, tbptt=TruncatedBPTT(4))
+    batch = (torch.randn(2, 6, 2), torch.randn(2), torch.tensor([6, 3]))
+    with pytest.raises(ValueError, match=r"tbptt: truncated BPTT needs fixed-length batches"):
+        task.training_step(batch, 0)
