@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from torchseq.cells.base import RecurrentCell, State
+from torchseq.kernels import find_kernel
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -64,16 +65,24 @@ class Unroll(nn.Module):
         (state,) = states
         if self.reverse:
             x = reverse_padded(x, lengths)
-        projected = self.cell.input_projection(x)                                # (T, B, G·H)
         mask = None if lengths is None else step_mask(lengths, x.shape[0], x.device)  # (T, B, 1)
-        outputs = []
-        for t in range(x.shape[0]):
-            new_state = self.cell.recur(projected[t], state)
-            state = new_state if mask is None else keep_where(mask[t], new_state, state)
-            outputs.append(self.cell.hidden(state))
-        output = torch.stack(outputs)                                            # (T, B, H_out)
+        kernel = find_kernel(self.cell, x)  # the same formulas with a hand-derived BPTT, where one exists
+        if kernel is not None:
+            output, state = kernel(x, state, lengths)
+        else:
+            output, state = self.step_by_step(x, state, mask)
         if mask is not None:
             output = output.masked_fill(~mask, 0.0)
         if self.reverse:
             output = reverse_padded(output, lengths)
         return output, [state]
+
+    def step_by_step(self, x: Tensor, state: State, mask: Tensor | None) -> tuple[Tensor, State]:
+        """The reference: ``cell.recur`` once per timestep, differentiated by autograd."""
+        projected = self.cell.input_projection(x)                                # (T, B, G·H)
+        outputs = []
+        for t in range(x.shape[0]):
+            new_state = self.cell.recur(projected[t], state)
+            state = new_state if mask is None else keep_where(mask[t], new_state, state)
+            outputs.append(self.cell.hidden(state))
+        return torch.stack(outputs), state                                       # (T, B, H_out)

@@ -1,0 +1,81 @@
+"""The sides compared, all holding the same weights, and the two workloads each side runs.
+
+- ``fused``: ``impl="fused"``, torch.nn's kernel (oneDNN/native on CPU, cuDNN on CUDA);
+- ``custom``: ``impl="custom"``, the explicit formulas through the hand-derived BPTT kernels;
+- ``reference``: ``impl="custom"`` with the kernels switched off: ``cell.recur`` step by step, autograd;
+- ``compiled``: ``torch.compile`` of the custom module (it traces the step-by-step formulas).
+
+Workloads: ``forward`` is inference (``torch.no_grad()``); ``forward+backward`` is a training step's
+share: forward with autograd, then backward of the output against a fixed random gradient.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+import torchseq
+from benchmarks.shapes import Shape
+from benchmarks.timing import Workload
+from torchseq.kernels import kernels_enabled
+from torchseq.recurrent import RecurrentLayers
+
+CELLS: dict[str, type[RecurrentLayers]] = {"RNN": torchseq.RNN, "LSTM": torchseq.LSTM, "GRU": torchseq.GRU}
+SIDES = ("fused", "custom", "reference", "compiled")
+MODES = ("forward", "forward+backward")
+
+
+def build_sides(
+    cell: str, shape: Shape, sides: list[str], device: torch.device, dtype: torch.dtype, seed: int
+) -> dict[str, RecurrentLayers]:
+    """One module per side, the same weights in each (so a compiled module never sees another's changes)."""
+    torch.manual_seed(seed)
+    make = CELLS[cell]
+    original = make(
+        shape.input_size, shape.hidden_size, num_layers=shape.num_layers,
+        bidirectional=shape.bidirectional, device=device, dtype=dtype,
+    )
+    modules = {}
+    for side in sides:
+        module = make(
+            shape.input_size, shape.hidden_size, num_layers=shape.num_layers,
+            bidirectional=shape.bidirectional, impl="fused" if side == "fused" else "custom",
+            device=device, dtype=dtype,
+        )
+        module.load_state_dict(original.state_dict())
+        modules[side] = module
+    return modules
+
+
+def workload(module: RecurrentLayers, side: str, mode: str, x: Tensor, grad_output: Tensor) -> Workload:
+    """The call a side makes for ``mode``; the module is compiled here for the ``compiled`` side."""
+    call = torch.compile(module, dynamic=False) if side == "compiled" else module
+    use_kernels = side != "reference"
+
+    if mode == "forward":
+        def run() -> None:
+            with torch.no_grad(), kernels_enabled(use_kernels):
+                call(x)
+
+        return Workload(run)
+
+    def clear_gradients() -> None:
+        for parameter in module.parameters():
+            parameter.grad = None
+
+    def run_training() -> None:
+        with kernels_enabled(use_kernels):
+            output, _ = call(x)
+            output.backward(grad_output)
+
+    return Workload(run_training, clear_gradients)
+
+
+def inputs(shape: Shape, device: torch.device, dtype: torch.dtype, seed: int) -> tuple[Tensor, Tensor]:
+    """x (T, B, I) and the gradient fed to the output (T, B, D·H)."""
+    generator = torch.Generator().manual_seed(seed)
+    directions = 2 if shape.bidirectional else 1
+    x = torch.randn(shape.steps, shape.batch, shape.input_size, generator=generator, dtype=dtype)
+    output_size = directions * shape.hidden_size
+    grad = torch.randn(shape.steps, shape.batch, output_size, generator=generator, dtype=dtype)
+    return x.to(device), grad.to(device)

@@ -1,0 +1,231 @@
+"""The BPTT kernels (torchseq.kernels) against autograd: gradcheck, and equality with the cells' formulas.
+
+The reference is ``Unroll.step_by_step``: ``cell.recur`` once per step, differentiated by autograd
+(``kernels_enabled(False)``). Every test also checks that the kernel really ran, so that an equality
+can never pass by both sides falling back to the same reference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+from torch.autograd import gradcheck
+
+import torchseq
+from torchseq.cells import GRUCell, LSTMCell, RNNCell
+from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled
+from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
+from torchseq.kernels.lstm import LSTMRecurrence
+from torchseq.kernels.rnn import RNNRecurrence
+
+F64 = {"dtype": torch.float64}
+
+
+def tensor(*shape: int, grad: bool = True) -> Tensor:
+    return torch.randn(*shape, **F64).requires_grad_(grad)
+
+
+def graph_nodes(output: Tensor) -> set[str]:
+    """Names of every autograd node behind ``output``."""
+    seen, pending = set(), [output.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or node.name() in seen:
+            continue
+        seen.add(node.name())
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return seen
+
+
+# -- gradcheck of each autograd.Function, float64, tiny shapes --------------------------------------
+T, B, H, P = 4, 3, 3, 2
+
+FUNCTIONS = {
+    "lstm": lambda: (
+        LSTMRecurrence, (tensor(T, B, 4 * H), tensor(B, H), tensor(B, H), tensor(4 * H, H), None)
+    ),
+    "lstm_proj": lambda: (
+        LSTMRecurrence, (tensor(T, B, 4 * H), tensor(B, P), tensor(B, H), tensor(4 * H, P), tensor(P, H))
+    ),
+    "gru": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), tensor(H))),
+    "gru_no_bias": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), None)),
+    "gru_reset_before": lambda: (
+        GRUResetBeforeRecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H))
+    ),
+    "rnn_tanh": lambda: (RNNRecurrence, (tensor(T, B, H), tensor(B, H), tensor(H, H), "tanh")),
+    "rnn_relu": lambda: (RNNRecurrence, (tensor(T, B, H), tensor(B, H), tensor(H, H), "relu")),
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_gradcheck(name: str) -> None:
+    torch.manual_seed(0)
+    function, inputs = FUNCTIONS[name]()
+    assert gradcheck(function.apply, inputs)
+
+
+#: Positions of the weights among each function's inputs.
+WEIGHTS = {"lstm": (3,), "gru": (2, 3), "rnn_tanh": (2,)}
+
+
+@pytest.mark.parametrize("name", WEIGHTS)
+def test_gradcheck_with_frozen_weights(name: str) -> None:
+    """Inputs that need no gradient take the needs_input_grad branches (returning None)."""
+    torch.manual_seed(1)
+    function, inputs = FUNCTIONS[name]()
+    inputs = tuple(x.detach() if index in WEIGHTS[name] else x for index, x in enumerate(inputs))
+    assert gradcheck(function.apply, inputs)
+
+
+def test_double_backward_refuses_instead_of_being_wrong() -> None:
+    torch.manual_seed(2)
+    function, inputs = FUNCTIONS["lstm"]()
+    hs, _ = function.apply(*inputs)
+    (gradient,) = torch.autograd.grad(hs.square().sum(), inputs[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gradient.sum().backward()
+
+
+# -- the layers: kernel vs the cells' formulas under autograd, outputs and every gradient -------------
+KINDS = {
+    "lstm": lambda **o: torchseq.LSTM(4, 5, **o, **F64),
+    "lstm_proj": lambda **o: torchseq.LSTM(4, 5, proj_size=3, **o, **F64),
+    "gru": lambda **o: torchseq.GRU(4, 5, **o, **F64),
+    "gru_reset_before": lambda **o: torchseq.GRU(4, 5, reset_after=False, **o, **F64),
+    "rnn_tanh": lambda **o: torchseq.RNN(4, 5, **o, **F64),
+    "rnn_relu": lambda **o: torchseq.RNN(4, 5, nonlinearity="relu", **o, **F64),
+}
+KERNEL_NODES = {
+    "lstm": "LSTMRecurrenceBackward", "lstm_proj": "LSTMRecurrenceBackward", "gru": "GRURecurrenceBackward",
+    "gru_reset_before": "GRUResetBeforeRecurrenceBackward", "rnn_tanh": "RNNRecurrenceBackward",
+    "rnn_relu": "RNNRecurrenceBackward",
+}
+#: (num_layers, bidirectional, lengths, bias): the options that change what the kernel must do.
+OPTIONS = [
+    (1, False, False, "both"),
+    (2, True, True, "both"),
+    (1, True, False, "none"),
+    (1, False, True, "input_only"),
+]
+
+
+def forward_and_gradients(layer: torchseq.RNN, x: Tensor, hx, lengths: Tensor | None) -> list[Tensor]:
+    output, final = layer(x, hx, lengths=lengths)
+    states = final if isinstance(final, tuple) else (final,)
+    weights = torch.Generator().manual_seed(7)
+    loss = sum((t * torch.randn(t.shape, generator=weights, **F64)).sum() for t in (output, *states))
+    given = () if hx is None else hx if isinstance(hx, tuple) else (hx,)
+    inputs = [x, *given, *layer.parameters()]
+    return [output, *states, *torch.autograd.grad(loss, inputs)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("layers", "bidirectional", "use_lengths", "bias"), OPTIONS)
+def test_kernel_equals_the_cell_formulas(kind: str, layers: int, bidirectional: bool, use_lengths: bool,
+                                         bias: str) -> None:
+    torch.manual_seed(3)
+    layer = KINDS[kind](num_layers=layers, bidirectional=bidirectional, bias=bias != "none",
+                        recurrent_bias=bias == "both")
+    steps, batch = 6, 3
+    x = tensor(steps, batch, 4)
+    leading = (layers * (2 if bidirectional else 1), batch)
+    hx = tuple(tensor(*leading, size) for size in layer.state_sizes())
+    hx = hx if len(hx) > 1 else hx[0]
+    lengths = torch.tensor([6, 2, 4]) if use_lengths else None
+
+    with_kernel = forward_and_gradients(layer, x, hx, lengths)
+    assert KERNEL_NODES[kind] in graph_nodes(with_kernel[0])
+    with kernels_enabled(False):
+        reference = forward_and_gradients(layer, x, hx, lengths)
+    assert KERNEL_NODES[kind] not in graph_nodes(reference[0])
+    assert len(with_kernel) == len(reference)
+    for ours, theirs in zip(with_kernel, reference, strict=True):
+        assert (ours - theirs).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_inference_path_equals_the_cell_formulas(kind: str) -> None:
+    """Under no_grad the kernels run their loop directly, keeping only one step of gates."""
+    torch.manual_seed(4)
+    layer = KINDS[kind](bidirectional=True)
+    x = tensor(7, 2, 4, grad=False)
+    with torch.no_grad():
+        output, final = layer(x, lengths=torch.tensor([7, 3]))
+        with kernels_enabled(False):
+            expected_output, expected_final = layer(x, lengths=torch.tensor([7, 3]))
+    torch.testing.assert_close(output, expected_output, rtol=0, atol=1e-12)
+    torch.testing.assert_close(final, expected_final, rtol=0, atol=1e-12)
+
+
+def test_go_backwards_and_unbatched_input_run_through_the_kernel() -> None:
+    torch.manual_seed(5)
+    layer = torchseq.GRU(4, 5, go_backwards=True, **F64)
+    x = tensor(6, 4)
+    output, h_n = layer(x)
+    assert "GRURecurrenceBackward" in graph_nodes(output)
+    with kernels_enabled(False):
+        expected_output, expected_h_n = layer(x)
+    torch.testing.assert_close(output, expected_output, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_n, expected_h_n, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_float32_agrees_with_the_cell_formulas(kind: str) -> None:
+    torch.manual_seed(6)
+    layer = KINDS[kind]().float()
+    x = torch.randn(20, 4, 4)
+    output, _ = layer(x)
+    output.square().mean().backward()
+    gradients = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    with kernels_enabled(False):
+        expected, _ = layer(x)
+        expected.square().mean().backward()
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(gradients, [p.grad for p in layer.parameters()], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+# -- dispatch ------------------------------------------------------------------------------------------
+CELLS = [LSTMCell(3, 4), GRUCell(3, 4), GRUCell(3, 4, reset_after=False), RNNCell(3, 4)]
+
+
+@pytest.mark.parametrize("cell", CELLS, ids=lambda cell: type(cell).__name__)
+def test_find_kernel_covers_every_cell_in_float32_and_float64(cell) -> None:
+    for dtype in (torch.float32, torch.float64):
+        assert find_kernel(cell.to(dtype), torch.zeros(2, 1, 3, dtype=dtype)) is not None
+
+
+def test_find_kernel_falls_back_where_it_must() -> None:
+    class PeepholeLSTMCell(LSTMCell):  # other formulas: the kernel would compute the wrong ones
+        pass
+
+    cell = LSTMCell(3, 4)
+    assert find_kernel(PeepholeLSTMCell(3, 4), torch.zeros(2, 1, 3)) is None
+    assert find_kernel(cell.to(torch.bfloat16), torch.zeros(2, 1, 3, dtype=torch.bfloat16)) is None
+    with kernels_enabled(False):
+        assert not kernels_are_enabled()
+        assert find_kernel(cell.float(), torch.zeros(2, 1, 3)) is None
+    assert kernels_are_enabled()
+
+
+def test_kernels_enabled_restores_the_setting_after_an_error() -> None:
+    with pytest.raises(KeyError), kernels_enabled(False):
+        raise KeyError("boom")
+    assert kernels_are_enabled()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_kernel_on_cuda_equals_the_cell_formulas(kind: str) -> None:
+    torch.manual_seed(8)
+    layer = KINDS[kind](num_layers=2, bidirectional=True).cuda()
+    x = tensor(6, 3, 4).cuda()
+    lengths = torch.tensor([6, 2, 4])
+    with_kernel = forward_and_gradients(layer, x, None, lengths)
+    assert KERNEL_NODES[kind] in graph_nodes(with_kernel[0])
+    with kernels_enabled(False):
+        reference = forward_and_gradients(layer, x, None, lengths)
+    for ours, theirs in zip(with_kernel, reference, strict=True):
+        assert (ours - theirs).abs().max().item() <= 1e-10

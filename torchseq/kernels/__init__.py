@@ -1,0 +1,25 @@
+"""Fast kernels for the custom path: explicit forward loops and hand-derived BPTT, one per cell type.
+
+A cell's ``recur`` is the reference: readable, one step, differentiated by autograd. Run step by step it
+costs a dozen small ops per step forward and more backward, each recorded by autograd; for small shapes
+that overhead, not the arithmetic, is the time. A kernel computes the same recurrence for a whole
+sequence:
+
+- the input projection of every timestep, with every bias that is simply added folded in, as one GEMM
+  (autograd differentiates it, so dW_ih, db and dx are single GEMMs and sums over all timesteps too);
+- a forward loop over only the recurrent GEMM and as few in-place pointwise ops as the formulas allow,
+  writing into preallocated (T, B, ·) buffers, with no autograd graph;
+- a ``torch.autograd.Function`` whose backward walks the steps in reverse with the hand-derived
+  gradients of the gate formulas. Every factor that does not depend on the recurrence is computed for
+  all timesteps before the loop, and dW_hh is one GEMM over the stacked (T·B) rows after it.
+
+:class:`torchseq.recurrent.Unroll` asks :func:`find_kernel` first and falls back to stepping the cell.
+Variable lengths cost nothing inside the loop (see :func:`torchseq.kernels.base.last_valid`); the
+reverse direction is ``Unroll``'s time flip around the kernel. Kernels are first-order only: a double
+backward through them raises (``once_differentiable``); switch them off with
+``kernels_enabled(False)`` for that.
+"""
+
+from torchseq.kernels.dispatch import Kernel, find_kernel, kernels_are_enabled, kernels_enabled
+
+__all__ = ["Kernel", "find_kernel", "kernels_are_enabled", "kernels_enabled"]

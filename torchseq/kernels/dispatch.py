@@ -1,0 +1,57 @@
+"""Which kernel, if any, runs a given cell over a sequence, and the switch that turns kernels off."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from torchseq.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, State
+from torchseq.kernels.gru import run_gru
+from torchseq.kernels.lstm import run_lstm
+from torchseq.kernels.rnn import run_rnn
+
+#: x (T, B, I), initial state, lengths | None → outputs (T, B, H_out) unmasked, final state.
+Kernel = Callable[[Tensor, State, Tensor | None], tuple[Tensor, State]]
+
+# Exact types: a subclass may override ``recur`` with other formulas, so it keeps the reference path.
+KERNELS: dict[type[RecurrentCell], Callable[..., tuple[Tensor, State]]] = {
+    LSTMCell: run_lstm,
+    GRUCell: run_gru,
+    RNNCell: run_rnn,
+}
+DTYPES = (torch.float32, torch.float64)  # the dtypes the kernels are tested in
+
+_enabled = True
+
+
+def find_kernel(cell: RecurrentCell, x: Tensor) -> Kernel | None:
+    """The fast kernel for ``cell`` on input ``x``, or None where the step-by-step reference must run.
+
+    None when kernels are switched off, for cell types without a kernel (subclasses included), for
+    dtypes other than float32/float64, and while ``torch.compile`` traces (it then sees the plain
+    formulas, which it can fuse, rather than a hand-written backward it cannot look into).
+    """
+    run = KERNELS.get(type(cell))
+    if not _enabled or run is None or x.dtype not in DTYPES or torch.compiler.is_compiling():
+        return None
+    return partial(run, cell)
+
+
+def kernels_are_enabled() -> bool:
+    return _enabled
+
+
+@contextmanager
+def kernels_enabled(enabled: bool) -> Iterator[None]:
+    """Run a block with the kernels on or off, e.g. ``with kernels_enabled(False):`` for the reference
+    step-by-step path (what the kernels are tested and benchmarked against)."""
+    global _enabled
+    previous, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = previous

@@ -1,0 +1,127 @@
+"""The LSTM recurrence (optionally projected, LSTMP) with a hand-derived backward pass.
+
+Forward, per step (pre_t = W_ih x_t + b_ih + b_hh for all t at once, before the loop):
+
+    a_t = pre_t + h_{t-1} W_hhᵀ                           one GEMM
+    i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)       in place, in the gate buffer
+    c_t = f ⊙ c_{t-1} + i ⊙ g
+    m_t = o ⊙ tanh(c_t);  h_t = m_t (or m_t W_hrᵀ with a projection)
+
+Backward (FORMULAS.md, "Backpropagation through time for the LSTM"), per step going back, with
+dm_t the gradient at o ⊙ tanh(c_t) (dh_t itself without a projection, dh_t W_hr with one):
+
+    dc_t += dm_t ⊙ o ⊙ (1 − tanh² c_t)
+    dâ_i = dc_t ⊙ g ⊙ i(1 − i);   dâ_f = dc_t ⊙ c_{t-1} ⊙ f(1 − f);   dâ_g = dc_t ⊙ i ⊙ (1 − g²)
+    dâ_o = dm_t ⊙ tanh(c_t) ⊙ o(1 − o)
+    dh_{t-1} += dA_t W_hh;   dc_{t-1} += dc_t ⊙ f_t
+
+Everything right of ``dc_t ⊙`` and ``dm_t ⊙`` is known after the forward pass, so it is computed for
+all timesteps before the loop; the loop keeps only what is truly sequential (5 ops and one GEMM a step).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
+
+from torchseq.cells.lstm import LSTMCell
+from torchseq.kernels.base import flat, folded_bias, last_valid, needs_graph, per_step, shifted
+
+
+def run_lstm(
+    cell: LSTMCell, x: Tensor, state: tuple[Tensor, Tensor], lengths: Tensor | None
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """x (T, B, I) and (h_0, c_0) → outputs (T, B, H_out) and the final (h, c), as ``Unroll`` returns."""
+    h0, c0 = state
+    pre = F.linear(x, cell.weight_ih, folded_bias(cell))                           # (T, B, 4H)
+    if needs_graph(pre, h0, c0, cell.weight_hh, cell.weight_hr):
+        hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
+    else:
+        hs, cs, *_ = lstm_forward(pre, h0, c0, cell.weight_hh, cell.weight_hr, keep_gates=False)
+    return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
+
+
+def lstm_forward(
+    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep_gates: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The forward loop. Returns h (T, B, H_out), c (T, B, H), the activated gates (T, B, 4, H) when
+    ``keep_gates`` (else the last step's only) and, with a projection, m = o ⊙ tanh(c) (T, B, H)."""
+    steps, batch, _ = pre.shape
+    hidden = c0.shape[-1]
+    kept = steps if keep_gates else 1
+    hs = pre.new_empty(steps, batch, weight_hh.shape[1])                            # (T, B, H_out)
+    cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
+    gates = pre.new_empty(kept, batch, 4, hidden)                                   # (T|1, B, 4, H)
+    ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
+    tanh_c = pre.new_empty(batch, hidden)
+    weight_hh_t = weight_hh.t()
+    weight_hr_t = None if weight_hr is None else weight_hr.t()
+    i, f, g, o = (per_step(gate, steps) for gate in gates.unbind(2))
+    views = zip(
+        per_step(pre, steps), per_step(gates.view(kept, batch, -1), steps), per_step(gates[:, :, :2], steps),
+        i, f, g, o, per_step(cs, steps), per_step(ms, steps), per_step(hs, steps), strict=True,
+    )
+    h, c = h0, c0
+    for pre_t, a_t, i_f_t, i_t, f_t, g_t, o_t, c_t, m_t, h_t in views:
+        torch.addmm(pre_t, h, weight_hh_t, out=a_t)                                 # a = pre + W_hh h
+        torch.sigmoid_(i_f_t)
+        torch.tanh_(g_t)
+        torch.sigmoid_(o_t)
+        c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                           # c_t = f ⊙ c + i ⊙ g
+        m = torch.mul(o_t, torch.tanh(c, out=tanh_c), out=m_t)                      # m_t = o ⊙ tanh(c_t)
+        h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)         # h_t = W_hr m_t
+    return hs, cs, gates, None if weight_hr is None else ms
+
+
+class LSTMRecurrence(torch.autograd.Function):
+    """(pre (T, B, 4H), h_0, c_0, W_hh, W_hr | None) → (h (T, B, H_out), c (T, B, H)) with explicit BPTT.
+
+    First-order only (``once_differentiable``): a double backward raises instead of being wrong.
+    """
+
+    @staticmethod
+    def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
+        hs, cs, gates, ms = lstm_forward(pre, h0, c0, weight_hh, weight_hr, keep_gates=True)
+        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, ms)
+        return hs, cs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_hs, d_cs):
+        h0, c0, weight_hh, weight_hr, hs, cs, gates, ms = ctx.saved_tensors
+        steps, batch, _, hidden = gates.shape
+        i, f, g, o = gates.unbind(2)                                                # (T, B, H) each
+        tanh_c = torch.tanh(cs)
+
+        # Factors that do not depend on the recurrence, for every timestep at once.
+        dc_per_dm = o * (1 - tanh_c * tanh_c)                                       # ∂c_t/∂m_t path
+        per_dc = torch.stack(                                                       # (T, B, 3, H)
+            [g * i * (1 - i), shifted(c0, cs) * f * (1 - f), i * (1 - g * g)], dim=2
+        )
+        per_dm = tanh_c * o * (1 - o)                                               # (T, B, H)
+
+        d_pre = gates.new_empty(steps, batch, 4, hidden)                            # dA_t for all t
+        dhs = d_hs if weight_hr is None else torch.empty_like(hs)                   # total dh_t, for dW_hr
+        dc_per_dm_, per_dc_, per_dm_, f_ = (per_step(v, steps) for v in (dc_per_dm, per_dc, per_dm, f))
+        d_hs_, d_cs_, dhs_ = per_step(d_hs, steps), per_step(d_cs, steps), per_step(dhs, steps)
+        d_pre_, d_pre_c_, d_pre_o_ = (
+            per_step(v, steps) for v in (d_pre.view(steps, batch, -1), d_pre[:, :, :3], d_pre[:, :, 3])
+        )
+        dh, dc = d_hs_[-1], d_cs_[-1].clone()
+        for t in range(steps - 1, -1, -1):
+            dm = dh if weight_hr is None else torch.mm(dhs_[t].copy_(dh), weight_hr)  # dm_t = dh_t W_hr
+            dc.addcmul_(dm, dc_per_dm_[t])
+            torch.mul(dc.unsqueeze(1), per_dc_[t], out=d_pre_c_[t])                 # dâ_i, dâ_f, dâ_g
+            torch.mul(dm, per_dm_[t], out=d_pre_o_[t])                              # dâ_o
+            if t > 0:
+                dh = torch.addmm(d_hs_[t - 1], d_pre_[t], weight_hh)                # dh_{t-1}
+                dc = torch.addcmul(d_cs_[t - 1], dc, f_[t])                         # dc_{t-1}
+        d_pre = d_pre.view(steps, batch, -1)                                        # (T, B, 4H)
+
+        d_h0 = d_pre[0] @ weight_hh if ctx.needs_input_grad[1] else None
+        d_c0 = dc * f[0] if ctx.needs_input_grad[2] else None
+        d_weight_hh = flat(d_pre).t() @ flat(shifted(h0, hs)) if ctx.needs_input_grad[3] else None
+        d_weight_hr = flat(dhs).t() @ flat(ms) if ctx.needs_input_grad[4] else None
+        return d_pre, d_h0, d_c0, d_weight_hh, d_weight_hr
