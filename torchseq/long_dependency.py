@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import ActionConfigFile, ArgumentParser
 from rich.console import Console
+
+from torchseq.commands import override_arguments, settings_from_command_line
 
 CELL_KEY = "model.init_args.model.init_args.cell"
 LENGTH_KEY = "data.init_args.sequence_length"
@@ -117,9 +118,7 @@ class Grid:
         settings = {CELL_KEY: point.cell, LENGTH_KEY: point.length, "trainer.logger.init_args.save_dir":
                     self.output_dir, "trainer.logger.init_args.name": point.name,
                     "trainer.enable_progress_bar": False, **self.overrides}
-        return ["fit", "--config", self.tasks[point.task].config,
-                *(f"--{key}={json.dumps(value) if not isinstance(value, str) else value}"
-                  for key, value in settings.items())]
+        return ["fit", "--config", self.tasks[point.task].config, *override_arguments(settings)]
 
     def run_point(self, point: Point) -> int:
         """One ``torchseq fit`` in its own process; its output goes to ``<output_dir>/<name>.log``."""
@@ -196,12 +195,8 @@ def _format(result: dict[str, Any] | None) -> str:
 
 def main(args: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """``python -m torchseq.long_dependency --config experiments/long_dependency/grid.yaml [--jobs N]``."""
-    parser = ArgumentParser(prog="torchseq long-dependency", description="Run the long-dependency grid.")
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_class_arguments(Grid)
-    settings = vars(parser.instantiate(parser.parse_args(args)))
-    settings.pop("config", None)
-    return Grid(**settings).run()
+    grid = settings_from_command_line(Grid, args, "torchseq long-dependency", "Run the long-dependency grid.")
+    return grid.run()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ config to pass after the base config::
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,12 +33,12 @@ from typing import Any
 import lightning as L
 import optuna
 import yaml
-from jsonargparse import ActionConfigFile, ArgumentParser
 from rich.console import Console
 from rich.table import Table
 
 from torchseq.checks import check_choice
 from torchseq.cli import TorchseqCLI
+from torchseq.commands import override_arguments, settings_from_command_line
 
 #: The optimisers the book recommends, by the name a search space uses: class path and fixed arguments.
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -190,8 +189,7 @@ class Search:
         logger = {"trainer.logger.init_args.save_dir": str(self.directory),
                   "trainer.logger.init_args.name": f"trial_{number}", "test_after_fit": False}
         settings = {**self.overrides, **logger, **optimizer_settings(values)}
-        overrides = [f"--{key}={_encode(value)}" for key, value in settings.items()]
-        return ["fit", "--config", self.fit_config, *overrides]
+        return ["fit", "--config", self.fit_config, *override_arguments(settings)]
 
     # -- the study --------------------------------------------------------------------------------
     def run(self) -> optuna.Study:
@@ -260,21 +258,11 @@ def nested(dotted: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def _encode(value: Any) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"overrides: expected finite numbers, got {value!r}")
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def main(args: Sequence[str] | None = None) -> optuna.Study:
     """``torchseq tune --config experiments/tune_X.yaml``: the config's keys are :class:`Search`'s fields."""
-    parser = ArgumentParser(prog="torchseq tune", description="Hyperparameter search with Optuna over a "
-                            "torchseq fit config.")
-    parser.add_argument("--config", action=ActionConfigFile)
-    parser.add_class_arguments(Search)
-    settings = vars(parser.instantiate(parser.parse_args(args)))
-    settings.pop("config", None)
-    return Search(**settings).run()
+    search = settings_from_command_line(Search, args, "torchseq tune",
+                                        "Hyperparameter search with Optuna over a torchseq fit config.")
+    return search.run()
 
 
 if __name__ == "__main__":
