@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torchseq.data.variable_length import pad_collate
 
@@ -32,12 +34,35 @@ def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
     return value
 
 
+class EpochShuffle(Sampler[int]):
+    """A fresh random order every epoch, drawn from ``(seed, epoch)`` alone.
+
+    Lightning calls :meth:`set_epoch` before each epoch, so a run resumed from a checkpoint sees exactly
+    the batches an uninterrupted run would (a generator advanced epoch after epoch would restart).
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]  # mixes both numbers
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(int(state)))
+        return iter(order.tolist())
+
+
 class SplitDataModule(L.LightningDataModule, ABC):
     """Train/val/test loaders over the datasets that :meth:`build_splits` returns.
 
     Fixed-length batches are ``(x, y)``; when ``variable_length`` is True they are
     ``(x, y, lengths)`` (see :mod:`torchseq.data.variable_length`). The training loader shuffles with its
-    own generator seeded by ``seed``, so the batch order is reproducible whatever else uses the RNG.
+    own :class:`EpochShuffle` seeded by ``seed``, so the batch order is reproducible whatever else uses the
+    RNG, and a resumed run continues with the order an uninterrupted one would have used.
     """
 
     input_size: int
@@ -93,9 +118,8 @@ class SplitDataModule(L.LightningDataModule, ABC):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=pad_collate if self.variable_length else None,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )
