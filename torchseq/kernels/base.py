@@ -25,9 +25,28 @@ def folded_bias(cell: RecurrentCell, recurrent_rows: int | None = None) -> Tenso
     return torch.cat([cell.bias_ih[:rows] + cell.bias_hh[:rows], cell.bias_ih[rows:]])
 
 
-def shifted(first: Tensor, sequence: Tensor) -> Tensor:
-    """(first, s_0, …, s_{T-2}): the previous-step values of a (T, B, ·) sequence, e.g. h_{t-1}."""
-    return torch.cat([first.unsqueeze(0), sequence[:-1]])
+def sigmoid_slope(s: Tensor, out: Tensor) -> Tensor:
+    """σ'(a) = s (1 − s) from s = σ(a), as s − s·s in one pass, into ``out`` (no temporary)."""
+    return torch.addcmul(s, s, s, value=-1, out=out)
+
+
+def tanh_slope(t: Tensor, out: Tensor) -> Tensor:
+    """tanh'(a) = 1 − t² from t = tanh(a), in one pass, into ``out`` (no temporary)."""
+    return torch.addcmul(t.new_ones(()), t, t, value=-1, out=out)
+
+
+def times_previous(factor: Tensor, first: Tensor, sequence: Tensor) -> Tensor:
+    """factor_t ⊙ s_{t-1} in place, with s_{-1} = ``first``: e.g. f(1 − f) ⊙ c_{t-1} for all t."""
+    factor[0].mul_(first)
+    factor[1:].mul_(sequence[:-1])
+    return factor
+
+
+def previous_step_gradient(grads: Tensor, h0: Tensor, hs: Tensor) -> Tensor:
+    """Σ_t grads_tᵀ h_{t-1} (a recurrent weight's gradient): one GEMM over the stacked (T−1)·B rows
+    plus the first step's, without building a shifted copy of ``hs``."""
+    first = grads[0].t() @ h0
+    return torch.addmm(first, flat(grads[1:]).t(), flat(hs[:-1])) if grads.shape[0] > 1 else first
 
 
 def flat(sequence: Tensor) -> Tensor:

@@ -29,7 +29,17 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from torchseq.cells.gru import GRUCell
-from torchseq.kernels.base import flat, folded_bias, last_valid, needs_graph, per_step, shifted
+from torchseq.kernels.base import (
+    flat,
+    folded_bias,
+    last_valid,
+    needs_graph,
+    per_step,
+    previous_step_gradient,
+    sigmoid_slope,
+    tanh_slope,
+    times_previous,
+)
 
 
 def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -98,11 +108,16 @@ class GRURecurrence(torch.autograd.Function):
         h0, weight_hh, hs, gates, ns = ctx.saved_tensors
         steps, batch = gates.shape[:2]
         r, z, s_n = gates.unbind(2)
-        k_n = (1 - z) * (1 - ns * ns)
         # dh times these gives [dâ_r, dâ_z, ds_n, dâ_n]; the first three are the hidden side's gradient.
-        factors = torch.stack(
-            [k_n * s_n * r * (1 - r), (shifted(h0, hs) - ns) * z * (1 - z), k_n * r, k_n], dim=2
-        )                                                                           # (T, B, 4, H)
+        factors = gates.new_empty(steps, batch, 4, gates.shape[-1])                # (T, B, 4, H)
+        per_r, per_z, per_s_n, k_n = factors.unbind(2)
+        tanh_slope(ns, out=k_n).addcmul_(k_n, z, value=-1)                          # k_n = (1 − z)(1 − n²)
+        torch.mul(k_n, r, out=per_s_n)                                              # k_n r
+        torch.mul(per_s_n, s_n, out=per_r).addcmul_(per_r, r, value=-1)             # k_n s_n r(1 − r)
+        torch.sub(h0, ns[0], out=per_z[0])                                          # h_{t-1} − n
+        torch.sub(hs[:-1], ns[1:], out=per_z[1:])
+        per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
+
         grads = torch.empty_like(factors)
         hidden_side = grads[:, :, :3].reshape(steps, batch, -1)                     # [dâ_r, dâ_z, ds_n] view
         factors_, grads_, hidden_side_, z_ = (per_step(v, steps) for v in (factors, grads, hidden_side, z))
@@ -113,7 +128,7 @@ class GRURecurrence(torch.autograd.Function):
             carried = d_hs_[t - 1] if t > 0 else torch.zeros_like(dh)
             dh = torch.addmm(torch.addcmul(carried, dh, z_[t]), hidden_side_[t], weight_hh)  # dh_{t-1}
         d_projected = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
-        d_weight_hh = flat(hidden_side).t() @ flat(shifted(h0, hs)) if ctx.needs_input_grad[2] else None
+        d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if ctx.needs_input_grad[2] else None
         d_b_hn = grads[:, :, 2].sum((0, 1)) if ctx.needs_input_grad[3] else None
         return d_projected, dh, d_weight_hh, d_b_hn
 
@@ -164,9 +179,13 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         steps, batch, _, hidden = gates.shape
         weight_rz, weight_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
         r, z, n = gates.unbind(2)
-        h_prev = shifted(h0, hs)
-        z_n_factors = torch.stack([(h_prev - n) * z * (1 - z), (1 - z) * (1 - n * n)], dim=2)  # (T, B, 2, H)
-        r_factor = h_prev * r * (1 - r)
+        z_n_factors = gates.new_empty(steps, batch, 2, hidden)                      # dâ_z, dâ_n per dh
+        per_z, per_n = z_n_factors.unbind(2)
+        torch.sub(h0, n[0], out=per_z[0])                                           # h_{t-1} − n
+        torch.sub(hs[:-1], n[1:], out=per_z[1:])
+        per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
+        tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
+        r_factor = times_previous(sigmoid_slope(r, out=torch.empty_like(r)), h0, hs)  # h_{t-1} r(1 − r)
         grads = gates.new_empty(steps, batch, 3, hidden)                            # dâ_r, dâ_z, dâ_n
         z_n_factors_, r_factor_, r_, z_, d_hs_ = (
             per_step(v, steps) for v in (z_n_factors, r_factor, r, z, d_hs)
@@ -187,7 +206,7 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         d_weight_hh = None
         if ctx.needs_input_grad[2]:
             d_weight_hh = torch.cat([
-                flat(d_projected[..., : 2 * hidden]).t() @ flat(h_prev),           # dW_{h,rz}
+                previous_step_gradient(d_projected[..., : 2 * hidden], h0, hs),    # dW_{h,rz}
                 flat(grads[:, :, 2]).t() @ flat(reset_hs),                         # dW_hn
             ])
         return d_projected, dh, d_weight_hh

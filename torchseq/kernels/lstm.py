@@ -27,7 +27,17 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from torchseq.cells.lstm import LSTMCell
-from torchseq.kernels.base import flat, folded_bias, last_valid, needs_graph, per_step, shifted
+from torchseq.kernels.base import (
+    flat,
+    folded_bias,
+    last_valid,
+    needs_graph,
+    per_step,
+    previous_step_gradient,
+    sigmoid_slope,
+    tanh_slope,
+    times_previous,
+)
 
 
 def run_lstm(
@@ -39,40 +49,42 @@ def run_lstm(
     if needs_graph(pre, h0, c0, cell.weight_hh, cell.weight_hr):
         hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
     else:
-        hs, cs, *_ = lstm_forward(pre, h0, c0, cell.weight_hh, cell.weight_hr, keep_gates=False)
+        hs, cs, *_ = lstm_forward(pre, h0, c0, cell.weight_hh, cell.weight_hr, keep=False)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
 
 
 def lstm_forward(
-    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep_gates: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """The forward loop. Returns h (T, B, H_out), c (T, B, H), the activated gates (T, B, 4, H) when
-    ``keep_gates`` (else the last step's only) and, with a projection, m = o ⊙ tanh(c) (T, B, H)."""
+    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The forward loop. Returns h (T, B, H_out), c (T, B, H), the activated gates (T, B, 4, H), tanh(c)
+    (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H); gates and tanh(c) for the last step
+    only unless ``keep`` (what the backward pass needs)."""
     steps, batch, _ = pre.shape
     hidden = c0.shape[-1]
-    kept = steps if keep_gates else 1
+    kept = steps if keep else 1
     hs = pre.new_empty(steps, batch, weight_hh.shape[1])                            # (T, B, H_out)
     cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
     gates = pre.new_empty(kept, batch, 4, hidden)                                   # (T|1, B, 4, H)
+    tanh_cs = pre.new_empty(kept, batch, hidden)                                    # (T|1, B, H)
     ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
-    tanh_c = pre.new_empty(batch, hidden)
     weight_hh_t = weight_hh.t()
     weight_hr_t = None if weight_hr is None else weight_hr.t()
     i, f, g, o = (per_step(gate, steps) for gate in gates.unbind(2))
     views = zip(
         per_step(pre, steps), per_step(gates.view(kept, batch, -1), steps), per_step(gates[:, :, :2], steps),
-        i, f, g, o, per_step(cs, steps), per_step(ms, steps), per_step(hs, steps), strict=True,
+        i, f, g, o, per_step(cs, steps), per_step(tanh_cs, steps), per_step(ms, steps), per_step(hs, steps),
+        strict=True,
     )
     h, c = h0, c0
-    for pre_t, a_t, i_f_t, i_t, f_t, g_t, o_t, c_t, m_t, h_t in views:
+    for pre_t, a_t, i_f_t, i_t, f_t, g_t, o_t, c_t, tanh_c_t, m_t, h_t in views:
         torch.addmm(pre_t, h, weight_hh_t, out=a_t)                                 # a = pre + W_hh h
         torch.sigmoid_(i_f_t)
         torch.tanh_(g_t)
         torch.sigmoid_(o_t)
         c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                           # c_t = f ⊙ c + i ⊙ g
-        m = torch.mul(o_t, torch.tanh(c, out=tanh_c), out=m_t)                      # m_t = o ⊙ tanh(c_t)
+        m = torch.mul(o_t, torch.tanh(c, out=tanh_c_t), out=m_t)                    # m_t = o ⊙ tanh(c_t)
         h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)         # h_t = W_hr m_t
-    return hs, cs, gates, None if weight_hr is None else ms
+    return hs, cs, gates, tanh_cs, None if weight_hr is None else ms
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -83,28 +95,32 @@ class LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
-        hs, cs, gates, ms = lstm_forward(pre, h0, c0, weight_hh, weight_hr, keep_gates=True)
-        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, ms)
+        hs, cs, gates, tanh_cs, ms = lstm_forward(pre, h0, c0, weight_hh, weight_hr, keep=True)
+        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms)
         return hs, cs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs, d_cs):
-        h0, c0, weight_hh, weight_hr, hs, cs, gates, ms = ctx.saved_tensors
-        steps, batch, _, hidden = gates.shape
+        h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
+        steps, batch = gates.shape[:2]
         i, f, g, o = gates.unbind(2)                                                # (T, B, H) each
-        tanh_c = torch.tanh(cs)
 
-        # Factors that do not depend on the recurrence, for every timestep at once.
-        dc_per_dm = o * (1 - tanh_c * tanh_c)                                       # ∂c_t/∂m_t path
-        per_dc = torch.stack(                                                       # (T, B, 3, H)
-            [g * i * (1 - i), shifted(c0, cs) * f * (1 - f), i * (1 - g * g)], dim=2
-        )
-        per_dm = tanh_c * o * (1 - o)                                               # (T, B, H)
+        # Factors that do not depend on the recurrence, for every timestep at once, written in place
+        # into two buffers: at these sizes a fresh temporary costs more (page faults) than the arithmetic.
+        factors = torch.empty_like(gates)                                           # (T, B, 4, H)
+        per_i, per_f, per_g, per_dm = factors.unbind(2)
+        sigmoid_slope(i, out=per_i).mul_(g)                          # dâ_i = dc ⊙ g i(1 − i)
+        times_previous(sigmoid_slope(f, out=per_f), c0, cs)          # dâ_f = dc ⊙ c_{t-1} f(1 − f)
+        tanh_slope(g, out=per_g).mul_(i)                             # dâ_g = dc ⊙ i (1 − g²)
+        sigmoid_slope(o, out=per_dm).mul_(tanh_cs)                   # dâ_o = dm ⊙ tanh(c) o(1 − o)
+        dc_per_dm = tanh_slope(tanh_cs, out=torch.empty_like(cs)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
 
-        d_pre = gates.new_empty(steps, batch, 4, hidden)                            # dA_t for all t
+        d_pre = torch.empty_like(gates)                                             # dA_t for all t
         dhs = d_hs if weight_hr is None else torch.empty_like(hs)                   # total dh_t, for dW_hr
-        dc_per_dm_, per_dc_, per_dm_, f_ = (per_step(v, steps) for v in (dc_per_dm, per_dc, per_dm, f))
+        dc_per_dm_, per_dc_, per_dm_, f_ = (
+            per_step(v, steps) for v in (dc_per_dm, factors[:, :, :3], per_dm, f)
+        )
         d_hs_, d_cs_, dhs_ = per_step(d_hs, steps), per_step(d_cs, steps), per_step(dhs, steps)
         d_pre_, d_pre_c_, d_pre_o_ = (
             per_step(v, steps) for v in (d_pre.view(steps, batch, -1), d_pre[:, :, :3], d_pre[:, :, 3])
@@ -122,6 +138,6 @@ class LSTMRecurrence(torch.autograd.Function):
 
         d_h0 = d_pre[0] @ weight_hh if ctx.needs_input_grad[1] else None
         d_c0 = dc * f[0] if ctx.needs_input_grad[2] else None
-        d_weight_hh = flat(d_pre).t() @ flat(shifted(h0, hs)) if ctx.needs_input_grad[3] else None
+        d_weight_hh = previous_step_gradient(d_pre, h0, hs) if ctx.needs_input_grad[3] else None
         d_weight_hr = flat(dhs).t() @ flat(ms) if ctx.needs_input_grad[4] else None
         return d_pre, d_h0, d_c0, d_weight_hh, d_weight_hr

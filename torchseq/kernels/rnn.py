@@ -15,7 +15,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from torchseq.cells.rnn import RNNCell
-from torchseq.kernels.base import flat, folded_bias, last_valid, needs_graph, shifted
+from torchseq.kernels.base import folded_bias, last_valid, needs_graph, previous_step_gradient, tanh_slope
 
 
 def run_rnn(cell: RNNCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -52,7 +52,8 @@ class RNNRecurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hs):
         h0, weight_hh, hs = ctx.saved_tensors
-        slope = 1 - hs * hs if ctx.nonlinearity == "tanh" else (hs > 0).to(hs.dtype)   # φ'(â_t)
+        slope = tanh_slope(hs, out=torch.empty_like(hs)) if ctx.nonlinearity == "tanh" else \
+            (hs > 0).to(hs.dtype)                                                   # φ'(â_t)
         d_projected = torch.empty_like(hs)
         slope_, d_projected_, d_hs_ = slope.unbind(0), d_projected.unbind(0), d_hs.unbind(0)
         dh = d_hs_[-1]
@@ -60,5 +61,5 @@ class RNNRecurrence(torch.autograd.Function):
             torch.mul(dh, slope_[t], out=d_projected_[t])
             carried = d_hs_[t - 1] if t > 0 else torch.zeros_like(dh)
             dh = torch.addmm(carried, d_projected_[t], weight_hh)                     # dh_{t-1}
-        d_weight_hh = flat(d_projected).t() @ flat(shifted(h0, hs)) if ctx.needs_input_grad[2] else None
+        d_weight_hh = previous_step_gradient(d_projected, h0, hs) if ctx.needs_input_grad[2] else None
         return d_projected, dh, d_weight_hh, None
