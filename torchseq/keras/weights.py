@@ -98,6 +98,7 @@ def conversions(layer: KerasLayer) -> list[Conversion]:
 
 
 def recurrent_conversions(layer: KerasRecurrent, direction: int) -> list[Conversion]:
+    """kernel, recurrent_kernel and (if any) bias of one direction, into the core's torch.nn keys."""
     suffix = "_reverse" if direction else ""
     prefix = ("forward/", "backward/")[direction] if layer.directions == 2 else ""
     is_gru = isinstance(layer, GRU) or getattr(layer, "layer_class", None) is GRU
