@@ -3,15 +3,17 @@ model, padding is never touched, and accuracy falls as ε grows on a trained mod
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
 import torchseq
-from torchseq.attacks import Attack, random_in_ball, robust_accuracy
+from torchseq.attacks import Attack, AttackCurve, random_in_ball, robust_accuracy, run_attack_experiment
 
 ATTACKS = [Attack("fgsm", "linf"), Attack("fgsm", "l2"), Attack("pgd", "linf", steps=5),
            Attack("pgd", "l2", steps=5)]
@@ -158,3 +160,33 @@ def test_errors_are_clear() -> None:
         Attack().perturb(model, 2 * x, y, 0.1)
     with pytest.raises(ValueError, match="epsilons: expected at least one radius"):
         robust_accuracy(model, [(x, y)], Attack(), [])
+
+
+def test_the_experiment_trains_attacks_and_reports(tmp_path) -> None:
+    fit_config = tmp_path / "digits_gru.yaml"
+    fit_config.write_text(yaml.safe_dump({
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 3, "enable_progress_bar": False,
+                    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                               "init_args": {"save_dir": str(tmp_path / "runs")}}},
+        "checkpoint": {"monitor": "val/acc", "mode": "max"},
+        "model": {"class_path": "torchseq.tasks.Classification", "init_args": {"model": {
+            "class_path": "torchseq.models.RecurrentClassifier",
+            "init_args": {"cell": "gru", "hidden_size": 16}}}},
+        "data": {"class_path": "torchseq.data.DigitsDataModule", "init_args": {"batch_size": 64}},
+        "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.02}},
+    }))
+    curves = [AttackCurve("fgsm", "linf", epsilons=[0.0, 0.1, 0.3]),
+              AttackCurve("pgd", "l2", steps=2, epsilons=[0.0, 1.0])]
+    trained = run_attack_experiment(str(fit_config), curves, max_batches=2, output_dir=str(tmp_path / "a"))
+    assert set(trained) == {"FGSM L∞", "PGD-2 L2"}
+    assert trained["FGSM L∞"][0.0] == trained["PGD-2 L2"][0.0] > 0.5       # the same clean accuracy
+    assert trained["FGSM L∞"][0.3] < trained["FGSM L∞"][0.0]
+    written = {path.name for path in (tmp_path / "a").iterdir()}
+    assert written >= {"robust_accuracy.png", "robust_accuracy.md", "robust_accuracy.json"}
+
+    # Attacking the saved checkpoint again (no training) gives the same numbers.
+    checkpoint = json.loads((tmp_path / "a" / "robust_accuracy.json").read_text())["checkpoint"]
+    again = run_attack_experiment(str(fit_config), curves, checkpoint=checkpoint, max_batches=2,
+                                  output_dir=str(tmp_path / "b"))
+    assert again == trained
