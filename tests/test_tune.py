@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from torchseq.cli import TorchseqCLI
+from torchseq.cli import main as torchseq
 from torchseq.tune import (
     OPTIMIZERS,
     Distribution,
@@ -141,3 +142,11 @@ def test_errors_are_clear(tmp_path, fit_config) -> None:
     with pytest.raises(ValueError, match=r"kind: expected one of \('float', 'int', 'categorical'\)"):
         Distribution("uniform", 0.0, 1.0)
 
+
+
+@pytest.mark.parametrize("tool", ["tune", "attack", "gradient-flow", "long-dependency"])
+def test_the_torchseq_command_routes_its_tools(tool: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        torchseq([tool, "--help"])
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: torchseq {tool}")

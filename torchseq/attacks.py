@@ -304,7 +304,7 @@ def write_robustness_report(
 
 def main(args: Sequence[str] | None = None) -> None:
     """``torchseq attack --config experiments/attack_mnist5k.yaml`` (see :func:`run_attack_experiment`)."""
-    auto_cli(run_attack_experiment, args=args)
+    auto_cli(run_attack_experiment, args=args, prog="torchseq attack")
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ def write_gradient_flow_report(
 
 def main(args: Sequence[str] | None = None) -> None:
     """``torchseq gradient-flow --config experiments/gradient_flow.yaml`` (see :func:`run_gradient_flow`)."""
-    auto_cli(run_gradient_flow, args=args)
+    auto_cli(run_gradient_flow, args=args, prog="torchseq gradient-flow")
 
 
 if __name__ == "__main__":
