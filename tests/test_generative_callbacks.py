@@ -1,0 +1,73 @@
+"""The PNG callbacks and the per-epoch sample-quality callback, on tiny runs."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import torch
+from PIL import Image
+
+from tests._tiny_generative import TinyImages, tiny_trainer
+from torchseq.callbacks.image_grids import LatentInterpolation, ReconstructionGrid, SampleGrid
+from torchseq.callbacks.latent_scatter import LatentScatter, project_2d
+from torchseq.callbacks.sample_quality import SampleQuality
+from torchseq.metrics.mnist_features import MNISTFeatureNet
+from torchseq.models.vae import VAE
+from torchseq.tasks.vae import VAETask
+
+
+def test_vae_run_writes_every_figure_each_epoch(tmp_path) -> None:
+    L.seed_everything(0)
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(16,)))
+    callbacks = [
+        SampleGrid(num_samples=16, nrow=4),
+        ReconstructionGrid(num_images=8, nrow=4),
+        LatentInterpolation(num_pairs=2, steps=5),
+        LatentScatter(),
+    ]
+    tiny_trainer(tmp_path, max_epochs=2, callbacks=callbacks).fit(task, TinyImages())
+    for folder in ("samples", "reconstructions", "interpolation", "latent"):
+        assert sorted(path.name for path in (tmp_path / folder).iterdir()) == [
+            "epoch_000.png",
+            "epoch_001.png",
+        ]
+    # torchvision grids: 2-pixel padding around 28-pixel tiles
+    assert Image.open(tmp_path / "samples" / "epoch_001.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    assert Image.open(tmp_path / "reconstructions" / "epoch_001.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    assert Image.open(tmp_path / "interpolation" / "epoch_001.png").size == (5 * 30 + 2, 2 * 30 + 2)
+
+
+def test_sample_grid_uses_the_same_noise_every_epoch(tmp_path) -> None:
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
+    grid = SampleGrid(num_samples=4, seed=3)
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[grid]).fit(task, TinyImages())
+    torch.testing.assert_close(grid.noise, torch.randn(4, 2, generator=torch.Generator().manual_seed(3)))
+
+
+def test_wide_codes_are_projected_on_principal_components() -> None:
+    codes = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    points, names = project_2d(codes)
+    assert points.shape == (50, 2) and names == ("PC 1 of z", "PC 2 of z")
+    centred = codes - codes.mean(dim=0)
+    assert points.var(dim=0).sum() <= centred.var(dim=0).sum() + 1e-5
+    assert points[:, 0].var() >= points[:, 1].var()
+    flat, _ = project_2d(codes[:, :2])
+    torch.testing.assert_close(flat, codes[:, :2])
+
+
+def test_sample_quality_logs_distance_coverage_and_the_real_floor(tmp_path) -> None:
+    torch.manual_seed(0)
+    net_path = tmp_path / "feature_net.pt"
+    net = MNISTFeatureNet()  # untrained is enough to exercise the plumbing
+    torch.save(
+        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
+    )
+    L.seed_everything(0)
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
+    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[SampleQuality(str(net_path), batch_size=16)])
+    trainer.fit(task, TinyImages())
+    metrics = trainer.callback_metrics
+    assert metrics["val/fd"] > metrics["val/fd_real_floor"] >= 0
+    for name in ("val/class_coverage", "val/class_coverage_real"):
+        assert 0.0 <= metrics[name] <= 1.0

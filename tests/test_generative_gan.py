@@ -1,0 +1,120 @@
+"""GAN training under manual optimisation: step ratio, ``max_steps`` semantics, losses, resume."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from tests._tiny_generative import TinyImages, tiny_trainer
+from torchseq.callbacks.rng_state import RNGState
+from torchseq.models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from torchseq.models.vae import VAE
+from torchseq.tasks.gan import GANTask
+from torchseq.tasks.vae import VAETask
+
+
+def small_gan(d_steps_per_g_step: int = 1) -> GANTask:
+    return GANTask(
+        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
+        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
+        d_steps_per_g_step=d_steps_per_g_step,
+    )
+
+
+class CountOptimizerSteps(L.Callback):
+    """Counts ``step()`` calls per optimizer with torch's own step hooks, independently of the task."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.counts = [0] * len(trainer.optimizers)
+        for index, optimizer in enumerate(trainer.optimizers):
+            optimizer.register_step_post_hook(partial(self._count, index))
+
+    def _count(self, index: int, optimizer, args, kwargs) -> None:
+        self.counts[index] += 1
+
+
+@pytest.mark.parametrize("ratio", [1, 3])
+def test_discriminator_to_generator_step_ratio_is_honoured(tmp_path, ratio: int) -> None:
+    L.seed_everything(0)
+    task, counter = small_gan(ratio), CountOptimizerSteps()
+    batches = 9  # TinyImages(size=144) in batches of 16
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[counter], limit_val_batches=0).fit(
+        task, TinyImages(size=144)
+    )
+    d_steps, g_steps = counter.counts  # optimizers are [discriminator, generator]
+    assert d_steps == batches and g_steps == batches // ratio
+    assert (int(task.d_steps), int(task.g_steps)) == (d_steps, g_steps)
+
+
+def test_max_steps_counts_the_steps_of_both_optimizers(tmp_path) -> None:
+    """Lightning's global_step under manual optimisation = every optimizer.step(), D's and G's."""
+    L.seed_everything(0)
+    task, counter = small_gan(1), CountOptimizerSteps()
+    trainer = tiny_trainer(tmp_path, max_steps=7, callbacks=[counter], limit_val_batches=0)
+    trainer.fit(task, TinyImages(size=160))
+    d_steps, g_steps = counter.counts
+    assert trainer.global_step == d_steps + g_steps
+    assert d_steps == g_steps == 4  # 2 steps a batch: after 3 batches 6 < 7, the 4th batch reaches 8
+
+
+def test_losses_are_logged_and_finite(tmp_path) -> None:
+    L.seed_everything(0)
+    task = GANTask(DCGANGenerator, DCGANDiscriminator)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(task, TinyImages(size=32))
+    for name in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "val/d_loss"):
+        assert torch.isfinite(trainer.callback_metrics[name]), name
+    samples = task.sample(torch.randn(5, task.latent_dim))
+    assert samples.shape == (5, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+
+
+TASKS = {
+    "gan": lambda: small_gan(2),
+    "vae": lambda: VAETask(partial(VAE, latent_dim=2, hidden_sizes=(16,)), kl_warmup_steps=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, name: str) -> None:
+    def run(
+        max_epochs: int, folder: str, ckpt_path: str | None = None
+    ) -> tuple[L.Trainer, L.LightningModule]:
+        L.seed_everything(0)
+        task = TASKS[name]()
+        saver = ModelCheckpoint(dirpath=tmp_path / folder, filename="{epoch}", save_top_k=-1)
+        trainer = tiny_trainer(
+            tmp_path, max_epochs=max_epochs, enable_checkpointing=True, callbacks=[saver, RNGState()]
+        )
+        # weights_only=False: built in Python, the task's hyperparameters hold functools.partial factories
+        trainer.fit(task, TinyImages(size=32), ckpt_path=ckpt_path, weights_only=False)
+        return trainer, task
+
+    straight_trainer, straight = run(4, "straight")
+    run(2, "first_half")
+    resumed_trainer, resumed = run(4, "second_half", ckpt_path=str(tmp_path / "first_half" / "epoch=1.ckpt"))
+
+    assert resumed_trainer.global_step == straight_trainer.global_step
+    expected, actual = straight.state_dict(), resumed.state_dict()
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0, msg=key)
+    for optimizer_expected, optimizer_actual in zip(
+        straight_trainer.optimizers, resumed_trainer.optimizers, strict=True
+    ):
+        for state_expected, state_actual in zip(
+            optimizer_expected.state.values(), optimizer_actual.state.values(), strict=True
+        ):
+            torch.testing.assert_close(state_actual["exp_avg"], state_expected["exp_avg"], rtol=0, atol=0)
+    for metric, value in straight_trainer.callback_metrics.items():
+        assert resumed_trainer.callback_metrics[metric].item() == pytest.approx(value.item(), rel=1e-6), (
+            metric
+        )
+
+
+def test_gan_task_checks_the_ratio() -> None:
+    with pytest.raises(ValueError, match=r"d_steps_per_g_step: expected a positive int, got 0"):
+        small_gan(0)

@@ -1,0 +1,142 @@
+"""Training a GAN with Lightning's manual optimisation: two optimizers, a configurable step ratio.
+
+Each training batch gives the discriminator one step; after every ``d_steps_per_g_step`` discriminator
+steps the generator takes one. The losses are the standard (non-saturating) ones on logits:
+
+- discriminator: ½·[BCE(D(x), 1) + BCE(D(G(z)), 0)], i.e. the BCE over the real and fake halves;
+- generator: BCE(D(G(z)), 1), i.e. −log D(G(z)), which gives strong gradients while D wins.
+
+**``max_steps`` under manual optimisation.** Lightning's ``trainer.global_step`` counts calls to
+``optimizer.step()`` of *either* optimizer (``optim_step_progress.total.completed``), so one batch
+advances it by 2 when both networks step and by 1 when only the discriminator does. With
+``d_steps_per_g_step = k``, ``max_steps = S`` stops after about S·k/(k+1) batches
+(``tests/test_generative_gan.py`` checks ``global_step == d_steps + g_steps`` and the ratio).
+Prefer ``max_epochs`` for GANs.
+
+The step counters are buffers, so they are saved in checkpoints and the ratio carries on after resume.
+Logged: ``train/d_loss``, ``train/g_loss`` (step and epoch), ``train/d_real``, ``train/d_fake`` (mean
+probability the discriminator gives real and generated images); the same ``val/d_*`` on held-out
+images, whose validation loop is also where :class:`~torchseq.callbacks.sample_quality.SampleQuality`
+measures each epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchseq.models.autoencoder import ImageShape
+from torchseq.models.gan import ImageGenerator
+
+
+class GANTask(L.LightningModule):
+    """Adversarial training of ``generator`` against ``discriminator``.
+
+    The task owns its two optimizers, so a config must not give an ``optimizer:`` section (LightningCLI
+    would replace both by one); set ``lr`` and ``betas`` here instead.
+
+    Args:
+        generator: builds the generator as ``generator(image_shape)``, an
+            :class:`~torchseq.models.gan.ImageGenerator` (noise (B, latent_dim) → images).
+        discriminator: builds the discriminator as ``discriminator(image_shape)``
+            (images → real-vs-fake logits (B,)).
+        image_shape: (C, H, W) of the images (linked from the data module by the CLI).
+        lr: Adam learning rate of both networks (2e-4 with β₁ = 0.5 is the DCGAN paper's choice;
+            the TensorFlow tutorial uses 1e-4 with Adam's default betas).
+        betas: Adam betas of both optimizers.
+        d_steps_per_g_step: discriminator steps per generator step (≥ 1).
+    """
+
+    def __init__(
+        self,
+        generator: Callable[[ImageShape], ImageGenerator],
+        discriminator: Callable[[ImageShape], nn.Module],
+        image_shape: ImageShape = (1, 28, 28),
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        d_steps_per_g_step: int = 1,
+    ) -> None:
+        super().__init__()
+        if not isinstance(d_steps_per_g_step, int) or d_steps_per_g_step < 1:
+            raise ValueError(f"d_steps_per_g_step: expected a positive int, got {d_steps_per_g_step!r}")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = generator(tuple(image_shape))
+        self.discriminator = discriminator(tuple(image_shape))
+        self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    def forward(self, noise: Tensor) -> Tensor:
+        """Noise (B, latent_dim) → generated images in the generator's output range."""
+        return self.generator(noise)
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor, stage: str) -> Tensor:
+        """½·[BCE(D(real), 1) + BCE(D(fake), 0)]; logs it and the mean probabilities D gives each half."""
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        loss = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
+        training, batch_size = stage == "train", len(real)
+        self.log(
+            f"{stage}/d_loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=batch_size
+        )
+        probabilities = {
+            f"{stage}/d_real": real_logits.sigmoid().mean(),
+            f"{stage}/d_fake": fake_logits.sigmoid().mean(),
+        }
+        self.log_dict(probabilities, on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        real = self.generator.from_unit_interval(batch[0])  # (B, C, H, W) in the generator's range
+        d_optimizer, g_optimizer = self.optimizers()
+        batch_size = len(real)
+
+        with self.toggled_optimizer(d_optimizer):
+            d_loss = self.discriminator_loss(real, self(self._noise(batch_size)).detach(), "train")
+            d_optimizer.zero_grad()
+            self.manual_backward(d_loss)
+            d_optimizer.step()
+        self.d_steps += 1
+
+        if self.d_steps % self.hparams.d_steps_per_g_step == 0:
+            with self.toggled_optimizer(g_optimizer):
+                g_loss = _bce(self.discriminator(self(self._noise(batch_size))), 1.0)  # −log D(G(z))
+                g_optimizer.zero_grad()
+                self.manual_backward(g_loss)
+                g_optimizer.step()
+            self.g_steps += 1
+            self.log(
+                "train/g_loss", g_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
+            )
+
+    def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        """The discriminator on held-out real images and fresh samples (also gives callbacks a val loop)."""
+        real = self.generator.from_unit_interval(batch[0])
+        self.discriminator_loss(real, self(self._noise(len(real))), "val")
+
+    def _noise(self, count: int) -> Tensor:
+        return torch.randn(count, self.latent_dim, device=self.device)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[discriminator's Adam, generator's Adam], in that order."""
+        lr, betas = self.hparams.lr, tuple(self.hparams.betas)
+        return [
+            torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas),
+            torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas),
+        ]
+
+    # -- what the image callbacks call ------------------------------------------------------------
+    def sample(self, noise: Tensor) -> Tensor:
+        """Images in [0, 1] generated from ``noise`` (B, latent_dim)."""
+        return self.generator.to_unit_interval(self.generator(noise))
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
