@@ -67,7 +67,9 @@ def check_lengths(lengths: Any, *, batch_size: int, steps: int) -> Tensor:
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.is_complex():
         raise TypeError(f"lengths: expected an integer tensor, got dtype {lengths.dtype}")
     if tuple(lengths.shape) != (batch_size,):
-        raise ValueError(f"lengths: expected shape ({batch_size},) (one per sequence), got {tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths: expected shape ({batch_size},) (one per sequence), got {tuple(lengths.shape)}"
+        )
     lengths = lengths.to("cpu", torch.int64)
     low, high = int(lengths.min()), int(lengths.max())
     if low < 1 or high > steps:
@@ -89,11 +91,14 @@ def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
         return input.dim() == 2
     batch = (input.shape[0],) if input.dim() == 2 else ()
     expected = cell.initial_state(1, cell.weight_ih)
+    if isinstance(hx, tuple) != isinstance(expected, tuple):
+        wanted = "a tuple (h_0, c_0)" if isinstance(expected, tuple) else "a torch.Tensor h_0"
+        raise TypeError(f"hx: expected {wanted}, got {type(hx).__name__}")
     states = hx if isinstance(hx, tuple) else (hx,)
     templates = expected if isinstance(expected, tuple) else (expected,)
     if len(states) != len(templates):
         raise ValueError(f"hx: expected {len(templates)} tensor(s), got {len(states)}")
-    for index, (state, template) in enumerate(zip(states, templates)):
+    for index, (state, template) in enumerate(zip(states, templates, strict=True)):
         name = f"hx[{index}]" if len(templates) > 1 else "hx"
         check_tensor_like(name, state, cell.weight_ih)
         check_shape(name, state, (*batch, template.shape[-1]))

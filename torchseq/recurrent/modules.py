@@ -37,7 +37,7 @@ from torchseq.fused import make_template, named_torch_parameters, run_fused
 from torchseq.init import check_init_name
 from torchseq.recurrent.bidirectional import MERGE_MODES, Bidirectional, merge_directions
 from torchseq.recurrent.stack import Stack
-from torchseq.recurrent.unroll import Unroll, reverse_padded
+from torchseq.recurrent.unroll import Unroll, reverse_padded, step_mask
 
 IMPLS = ("custom", "fused")
 Output = Tensor | PackedSequence | tuple[Tensor | PackedSequence, Tensor | PackedSequence]
@@ -108,6 +108,7 @@ class RecurrentLayers(nn.Module):
         self._carried_state: tuple[Tensor, ...] | None = None
         self.register_state_dict_post_hook(_rename_to_torch_keys)
         self.register_load_state_dict_pre_hook(_rename_from_torch_keys)
+        self.register_load_state_dict_post_hook(_report_missing_keys_in_torch_names)
 
     # -- configuration --------------------------------------------------------------------------
     @property
@@ -205,7 +206,7 @@ class RecurrentLayers(nn.Module):
         if len(states) != len(sizes):
             raise ValueError(f"hx: expected {len(sizes)} tensor(s), got {len(states)}")
         checked = []
-        for index, (state, size) in enumerate(zip(states, sizes)):
+        for index, (state, size) in enumerate(zip(states, sizes, strict=True)):
             name = f"hx[{index}]" if len(sizes) > 1 else "hx"
             check_tensor_like(name, state, like)
             expected = (*leading, size) if batched else (leading[0], size)
@@ -241,6 +242,9 @@ class RecurrentLayers(nn.Module):
         steps, batch_size = x.shape[:2]
         if lengths is not None:
             lengths = check_lengths(lengths, batch_size=batch_size, steps=steps)
+            # Padding is never read, but 0 · NaN = NaN: zero it so that NaN/inf there cannot reach W_ih's
+            # gradient through the masked steps (the fused kernel never sees it either).
+            x = x.masked_fill(~step_mask(lengths, steps, x.device), 0.0)
         states = self._initial_states(hx, batch_size, batched, x)
 
         if self.go_backwards:
@@ -297,7 +301,9 @@ class RecurrentLayers(nn.Module):
                 ordered = output if packed.sorted_indices is None else \
                     output.index_select(1, packed.sorted_indices)
                 data = pack_padded_sequence(ordered, sorted_lengths, enforce_sorted=True).data
-                return PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+                return PackedSequence(
+                    data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices
+                )
             if not batched:
                 return output.squeeze(1)
             return output.transpose(0, 1) if self.batch_first else output
@@ -305,9 +311,11 @@ class RecurrentLayers(nn.Module):
         return restore
 
     def extra_repr(self) -> str:
-        options = [f"{self.input_size}, {self.hidden_size}", f"num_layers={self.num_layers}", f"impl={self.impl!r}"]
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                              ("merge_mode", "concat"), ("go_backwards", False), ("stateful", False)):
+        options = [f"{self.input_size}, {self.hidden_size}", f"num_layers={self.num_layers}",
+                   f"impl={self.impl!r}"]
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("merge_mode", "concat"), ("go_backwards", False),
+                              ("stateful", False)):
             if getattr(self, name) != default:
                 options.append(f"{name}={getattr(self, name)!r}")
         return ", ".join(options)
@@ -324,7 +332,9 @@ def _key_map(module: RecurrentLayers) -> dict[str, str]:
     }
 
 
-def _rename_to_torch_keys(module: RecurrentLayers, state_dict: dict, prefix: str, local_metadata: Any) -> None:
+def _rename_to_torch_keys(
+    module: RecurrentLayers, state_dict: dict, prefix: str, local_metadata: Any
+) -> None:
     for own, torch_name in _key_map(module).items():
         if prefix + own in state_dict:
             state_dict[prefix + torch_name] = state_dict.pop(prefix + own)
@@ -334,6 +344,15 @@ def _rename_from_torch_keys(module: RecurrentLayers, state_dict: dict, prefix: s
     for own, torch_name in _key_map(module).items():
         if prefix + torch_name in state_dict:
             state_dict[prefix + own] = state_dict.pop(prefix + torch_name)
+
+
+def _report_missing_keys_in_torch_names(module: RecurrentLayers, incompatible_keys: Any) -> None:
+    """Missing keys were never renamed by the pre-hook: name them as the caller's state_dict would."""
+    missing = incompatible_keys.missing_keys
+    for own, torch_name in _key_map(module).items():
+        for index, key in enumerate(missing):
+            if key == own or key.endswith("." + own):
+                missing[index] = key[: len(key) - len(own)] + torch_name
 
 
 # -- the three fronts ----------------------------------------------------------------------------

@@ -1,0 +1,16 @@
+"""Test-suite-wide settings.
+
+Hypothesis: no deadline (a first call into torch pays one-off dispatch costs that are no sign of a
+slow test). Tests that cover a parametrized option grid set their own small ``max_examples``.
+"""
+
+import pytest
+from hypothesis import settings
+
+settings.register_profile("torchseq", deadline=None, print_blob=True)
+settings.load_profile("torchseq")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # torch's notice that float32 CPU LSTMs with proj_size skip oneDNN: expected, and not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore:LSTM with projections is not supported with oneDNN")
