@@ -47,9 +47,9 @@ class Row:
 
     @property
     def compile_s(self) -> float | None:
-        """First call minus a steady call of the compiled side: the compilation time."""
+        """First call (elapsed) minus a steady call of the compiled side: the compilation time, s."""
         timing = self.timings.get("compiled")
-        return None if timing is None else (timing.first_ms - timing.median_ms) / 1e3
+        return None if timing is None else (timing.first_wall_ms - timing.median_ms) / 1e3
 
     @property
     def target(self) -> float | None:
@@ -70,6 +70,7 @@ class Row:
             "spread_iqr_over_median": {side: self.timings[side].spread for side in sides},
             "times_ms": {side: self.timings[side].times_ms for side in sides},
             "first_call_ms": {side: self.timings[side].first_ms for side in sides},
+            "first_call_wall_ms": {side: self.timings[side].first_wall_ms for side in sides},
             "ratio_to_fused": {side: self.ratio(side) for side in sides},
             "peak_bytes": self.peak_bytes,
             "gemm_flops": self.floor.forward_flops * (3 if self.backward else 1),

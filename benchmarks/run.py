@@ -20,7 +20,7 @@ from benchmarks.floor import measure_floor
 from benchmarks.machine import describe, machine_tag
 from benchmarks.report import write_all
 from benchmarks.results import Row
-from benchmarks.shapes import NAMED, Shape, grid, quick
+from benchmarks.shapes import GRID_BATCHES, GRID_HIDDEN, GRID_STEPS, NAMED, Shape, grid, quick
 from benchmarks.timing import make_clock, peak_memory_bytes, time_interleaved
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -31,7 +31,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     chosen = parser.add_argument_group("shapes (combined; default: --quick)")
     chosen.add_argument("--quick", action="store_true", help="named shapes and the cheapest grid corner")
-    chosen.add_argument("--grid", action="store_true", help="the full T×B×H×layers×directions grid (144)")
+    chosen.add_argument("--grid", action="store_true", help="the T×B×H×layers×directions grid (144 shapes)")
+    chosen.add_argument("--grid-steps", type=_integers, default=GRID_STEPS, help="grid T values, e.g. 25,100")
+    chosen.add_argument("--grid-batches", type=_integers, default=GRID_BATCHES, help="grid B values")
+    chosen.add_argument("--grid-hidden", type=_integers, default=GRID_HIDDEN, help="grid H (= I) values")
     chosen.add_argument("--named", action="append", default=[], choices=sorted(NAMED), help="a named shape")
     chosen.add_argument("--shape", action="append", default=[], type=Shape.parse,
                         help="T,B,I,H[,layers[,bi]]"
@@ -43,9 +46,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compile-max-steps", type=int, default=30,
                         help="compile only shapes with T at most this (compile time grows with T)")
     parser.add_argument("--compile-sweep", default="",
-                        help="T values, e.g. 5,10,20: LSTM-sized B16 I64 H64 rows with the compiled side")
+                        help="T values, e.g. 5,10,20: B16 I64 H64 rows, compiled side on (compile s vs T)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--tf32", default="default", choices=("default", "on", "off"),
+                        help="CUDA: TF32 for both matmuls and cuDNN (default: leave torch's settings)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per side (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per side first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -63,8 +68,15 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--sides: 'fused' is the baseline every ratio divides by and cannot be left out")
     if args.repeats < 1 or args.warmup < 0:
         parser.error(f"--repeats must be ≥ 1 and --warmup ≥ 0, got {args.repeats} and {args.warmup}")
-    args.compile_sweep = [int(steps) for steps in args.compile_sweep.split(",") if steps.strip()]
+    args.compile_sweep = _integers(args.compile_sweep) if args.compile_sweep else []
     return args
+
+
+def _integers(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _subset(flag: str, text: str, allowed: Sequence[str]) -> list[str]:
@@ -79,7 +91,7 @@ def select_shapes(args: argparse.Namespace) -> list[Shape]:
     shapes = [NAMED[name] for name in args.named] + list(args.shape)
     sweep = [Shape("compile-sweep", steps, 16, 64, 64) for steps in args.compile_sweep]
     if args.grid:
-        shapes += grid()
+        shapes += grid(args.grid_steps, args.grid_batches, args.grid_hidden)
     if args.quick or not (shapes or sweep):
         shapes += quick()
     return list(dict.fromkeys(shapes + sweep))
@@ -100,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
+    if args.tf32 != "default":
+        # Both switches together, so the matmuls of the custom path and cuDNN use the same precision.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
     clock = make_clock(device, args.clock)
     machine = describe(device, dtype)
     settings = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -59,12 +60,17 @@ GRID_BATCHES = (1, 16, 64, 256)
 GRID_HIDDEN = (128, 512, 1024)
 
 
-def grid() -> list[Shape]:
-    """T × B × H × layers 1–2 × uni/bidirectional, with I = H (144 shapes: a GPU-sized job)."""
+def grid(
+    steps: Sequence[int] = GRID_STEPS,
+    batches: Sequence[int] = GRID_BATCHES,
+    hidden: Sequence[int] = GRID_HIDDEN,
+) -> list[Shape]:
+    """T × B × H × layers 1–2 × uni/bidirectional, with I = H: 144 shapes (a GPU-sized job), or the part
+    of it on the given T, B and H values."""
     return [
-        Shape("grid", steps, batch, hidden, hidden, layers, bidirectional)
-        for steps, batch, hidden, layers, bidirectional in itertools.product(
-            GRID_STEPS, GRID_BATCHES, GRID_HIDDEN, (1, 2), (False, True)
+        Shape("grid", length, batch, size, size, layers, bidirectional)
+        for length, batch, size, layers, bidirectional in itertools.product(
+            steps, batches, hidden, (1, 2), (False, True)
         )
     ]
 

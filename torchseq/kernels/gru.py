@@ -66,26 +66,25 @@ def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
 def gru_forward(
     projected: Tensor, h0: Tensor, weight_hh: Tensor, b_hn: Tensor | None, keep: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns h (T, B, H), [r, z, s_n] (T|1, B, 3, H) and n (T|1, B, H) (all steps when ``keep``)."""
+    """Returns h (T, B, H), [r, z, s_n] (T, B, 3, H) and n (T|1, B, H) (all steps when ``keep``)."""
     steps, batch, _ = projected.shape
     hidden = h0.shape[-1]
     x_rz, x_n = projected[..., : 2 * hidden], projected[..., 2 * hidden :]
     s_n_addend = x_n.new_zeros(()) if b_hn is None else b_hn
     addend = torch.cat([x_rz, s_n_addend.expand_as(x_n)], dim=-1)                  # [x_r, x_z, b_hn]
-    kept = steps if keep else 1
+    gates = addend.view(steps, batch, 3, hidden)                                    # becomes r, z, s_n
     hs = projected.new_empty(steps, batch, hidden)
-    gates = projected.new_empty(kept, batch, 3, hidden)                             # r, z, s_n
-    ns = projected.new_empty(kept, batch, hidden)
+    ns = projected.new_empty(steps if keep else 1, batch, hidden)
     difference = projected.new_empty(batch, hidden)
     weight_hh_t = weight_hh.t()
     r, z, s_n = (per_step(gate, steps) for gate in gates.unbind(2))
     views = zip(
-        per_step(addend, steps), per_step(x_n, steps), per_step(gates.view(kept, batch, -1), steps),
-        per_step(gates[:, :, :2], steps), r, z, s_n, per_step(ns, steps), per_step(hs, steps), strict=True,
+        per_step(addend, steps), per_step(x_n, steps), per_step(gates[:, :, :2], steps),
+        r, z, s_n, per_step(ns, steps), per_step(hs, steps), strict=True,
     )
     h = h0
-    for addend_t, x_n_t, a_t, r_z_t, r_t, z_t, s_n_t, n_t, h_t in views:
-        torch.addmm(addend_t, h, weight_hh_t, out=a_t)                              # [a_r, a_z, s_n]
+    for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, h_t in views:
+        a_t.addmm_(h, weight_hh_t)                                                  # [a_r, a_z, s_n] in place
         torch.sigmoid_(r_z_t)                                                       # r, z
         torch.addcmul(x_n_t, r_t, s_n_t, out=n_t).tanh_()                           # n = tanh(x_n + r ⊙ s_n)
         torch.sub(h, n_t, out=difference)
@@ -120,44 +119,42 @@ class GRURecurrence(torch.autograd.Function):
 
         grads = torch.empty_like(factors)
         hidden_side = grads[:, :, :3].reshape(steps, batch, -1)                     # [dâ_r, dâ_z, ds_n] view
-        factors_, grads_, hidden_side_, z_ = (per_step(v, steps) for v in (factors, grads, hidden_side, z))
-        d_hs_ = per_step(d_hs, steps)
-        dh = d_hs_[-1]
+        dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
+        dh_, factors_, grads_, hidden_side_, z_ = (
+            per_step(v, steps) for v in (dhs, factors, grads, hidden_side, z)
+        )
         for t in range(steps - 1, -1, -1):
-            torch.mul(dh.unsqueeze(1), factors_[t], out=grads_[t])
-            carried = d_hs_[t - 1] if t > 0 else torch.zeros_like(dh)
-            dh = torch.addmm(torch.addcmul(carried, dh, z_[t]), hidden_side_[t], weight_hh)  # dh_{t-1}
+            torch.mul(dh_[t].unsqueeze(1), factors_[t], out=grads_[t])
+            if t > 0:                                                               # dh_{t-1} += …
+                dh_[t - 1].addcmul_(dh_[t], z_[t]).addmm_(hidden_side_[t], weight_hh)
+        d_h0 = torch.addmm(dhs[0] * z[0], hidden_side[0], weight_hh) if ctx.needs_input_grad[1] else None
         d_projected = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
         d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if ctx.needs_input_grad[2] else None
         d_b_hn = grads[:, :, 2].sum((0, 1)) if ctx.needs_input_grad[3] else None
-        return d_projected, dh, d_weight_hh, d_b_hn
+        return d_projected, d_h0, d_weight_hh, d_b_hn
 
 
 # -- reset_after=False -----------------------------------------------------------------------------
 def gru_reset_before_forward(
     projected: Tensor, h0: Tensor, weight_hh: Tensor, keep: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns h (T, B, H), [r, z, n] (T|1, B, 3, H) and r ⊙ h_{t-1} (T|1, B, H)."""
+    """The forward loop, turning ``projected`` (T, B, 3H) into the gates r, z, n in place. Returns h
+    (T, B, H), the gates (T, B, 3, H) and r ⊙ h_{t-1} (T|1, B, H) (all steps when ``keep``)."""
     steps, batch, _ = projected.shape
     hidden = h0.shape[-1]
-    x_rz, x_n = projected[..., : 2 * hidden], projected[..., 2 * hidden :]
     weight_rz_t, weight_n_t = weight_hh[: 2 * hidden].t(), weight_hh[2 * hidden :].t()
-    kept = steps if keep else 1
+    gates = projected.view(steps, batch, 3, hidden)                                 # becomes r, z, n
     hs = projected.new_empty(steps, batch, hidden)
-    gates = projected.new_empty(kept, batch, 3, hidden)                             # r, z, n
-    reset_hs = projected.new_empty(kept, batch, hidden)
+    reset_hs = projected.new_empty(steps if keep else 1, batch, hidden)
     difference = projected.new_empty(batch, hidden)
     r, z, n = (per_step(gate, steps) for gate in gates.unbind(2))
-    r_z = gates[:, :, :2].reshape(kept, batch, -1)                                 # a view: (T|1, B, 2H)
-    views = zip(
-        per_step(x_rz, steps), per_step(x_n, steps), per_step(r_z, steps),
-        r, z, n, per_step(reset_hs, steps), per_step(hs, steps), strict=True,
-    )
+    r_z = gates[:, :, :2].reshape(steps, batch, -1)                                # a view: (T, B, 2H)
+    views = zip(per_step(r_z, steps), r, z, n, per_step(reset_hs, steps), per_step(hs, steps), strict=True)
     h = h0
-    for x_rz_t, x_n_t, r_z_t, r_t, z_t, n_t, reset_h_t, h_t in views:
-        torch.addmm(x_rz_t, h, weight_rz_t, out=r_z_t).sigmoid_()                   # r, z
+    for r_z_t, r_t, z_t, n_t, reset_h_t, h_t in views:
+        r_z_t.addmm_(h, weight_rz_t).sigmoid_()                                     # r, z
         torch.mul(r_t, h, out=reset_h_t)
-        torch.addmm(x_n_t, reset_h_t, weight_n_t, out=n_t).tanh_()                  # n = tanh(x_n + W_hn r⊙h)
+        n_t.addmm_(reset_h_t, weight_n_t).tanh_()                                   # n = tanh(x_n + W_hn r⊙h)
         torch.sub(h, n_t, out=difference)
         h = torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
     return hs, gates, reset_hs
@@ -168,7 +165,7 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh):
-        hs, gates, reset_hs = gru_reset_before_forward(projected, h0, weight_hh, keep=True)
+        hs, gates, reset_hs = gru_reset_before_forward(projected.clone(), h0, weight_hh, keep=True)
         ctx.save_for_backward(h0, weight_hh, hs, gates, reset_hs)
         return hs
 
@@ -187,21 +184,22 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
         r_factor = times_previous(sigmoid_slope(r, out=torch.empty_like(r)), h0, hs)  # h_{t-1} r(1 − r)
         grads = gates.new_empty(steps, batch, 3, hidden)                            # dâ_r, dâ_z, dâ_n
-        z_n_factors_, r_factor_, r_, z_, d_hs_ = (
-            per_step(v, steps) for v in (z_n_factors, r_factor, r, z, d_hs)
+        dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
+        dh_, z_n_factors_, r_factor_, r_, z_ = (
+            per_step(v, steps) for v in (dhs, z_n_factors, r_factor, r, z)
         )
         d_r_z = grads[:, :, :2].reshape(steps, batch, -1)                          # a view: (T, B, 2H)
         d_r_, d_z_n_, d_n_, d_r_z_ = (
             per_step(v, steps) for v in (grads[:, :, 0], grads[:, :, 1:], grads[:, :, 2], d_r_z)
         )
-        dh = d_hs_[-1]
         for t in range(steps - 1, -1, -1):
-            torch.mul(dh.unsqueeze(1), z_n_factors_[t], out=d_z_n_[t])             # dâ_z, dâ_n
+            torch.mul(dh_[t].unsqueeze(1), z_n_factors_[t], out=d_z_n_[t])         # dâ_z, dâ_n
             d_reset_h = d_n_[t] @ weight_n                                          # d(r ⊙ h_{t-1})
             torch.mul(d_reset_h, r_factor_[t], out=d_r_[t])                         # dâ_r
-            carried = d_hs_[t - 1] if t > 0 else torch.zeros_like(dh)
-            carried = torch.addcmul(carried, dh, z_[t]).addcmul_(d_reset_h, r_[t])
-            dh = torch.addmm(carried, d_r_z_[t], weight_rz)                         # dh_{t-1}
+            if t > 0:                                                               # dh_{t-1} += …
+                dh_[t - 1].addcmul_(dh_[t], z_[t]).addcmul_(d_reset_h, r_[t]).addmm_(d_r_z_[t], weight_rz)
+            else:
+                d_h0 = torch.addcmul(dh_[0] * z_[0], d_reset_h, r_[0]).addmm_(d_r_z_[0], weight_rz)
         d_projected = grads.view(steps, batch, -1)
         d_weight_hh = None
         if ctx.needs_input_grad[2]:
@@ -209,4 +207,4 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
                 previous_step_gradient(d_projected[..., : 2 * hidden], h0, hs),    # dW_{h,rz}
                 flat(grads[:, :, 2]).t() @ flat(reset_hs),                         # dW_hn
             ])
-        return d_projected, dh, d_weight_hh
+        return d_projected, d_h0, d_weight_hh

@@ -2,8 +2,8 @@
 
 Forward, per step (pre_t = W_ih x_t + b_ih + b_hh for all t at once, before the loop):
 
-    a_t = pre_t + h_{t-1} W_hhᵀ                           one GEMM
-    i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)       in place, in the gate buffer
+    a_t = pre_t + h_{t-1} W_hhᵀ                           one GEMM, accumulated in place into pre_t
+    i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)       in place: the buffer of pre becomes the gates
     c_t = f ⊙ c_{t-1} + i ⊙ g
     m_t = o ⊙ tanh(c_t);  h_t = m_t (or m_t W_hrᵀ with a projection)
 
@@ -16,7 +16,8 @@ dm_t the gradient at o ⊙ tanh(c_t) (dh_t itself without a projection, dh_t W_h
     dh_{t-1} += dA_t W_hh;   dc_{t-1} += dc_t ⊙ f_t
 
 Everything right of ``dc_t ⊙`` and ``dm_t ⊙`` is known after the forward pass, so it is computed for
-all timesteps before the loop; the loop keeps only what is truly sequential (5 ops and one GEMM a step).
+all timesteps before the loop; the loop keeps only what is truly sequential (4 ops and one GEMM a step,
+each accumulating in place into a buffer of all steps: no allocation, no copy inside the loop).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def run_lstm(
     pre = F.linear(x, cell.weight_ih, folded_bias(cell))                           # (T, B, 4H)
     if needs_graph(pre, h0, c0, cell.weight_hh, cell.weight_hr):
         hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
-    else:
+    else:  # no graph: pre is a temporary of ours, and its buffer can become the gates
         hs, cs, *_ = lstm_forward(pre, h0, c0, cell.weight_hh, cell.weight_hr, keep=False)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
 
@@ -56,28 +57,28 @@ def run_lstm(
 def lstm_forward(
     pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """The forward loop. Returns h (T, B, H_out), c (T, B, H), the activated gates (T, B, 4, H), tanh(c)
-    (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H); gates and tanh(c) for the last step
-    only unless ``keep`` (what the backward pass needs)."""
+    """The forward loop, turning ``pre`` (T, B, 4H) into the activated gates in place.
+
+    Returns h (T, B, H_out), c (T, B, H), the gates (T, B, 4, H) (``pre``'s buffer), tanh(c) and, with a
+    projection, m = o ⊙ tanh(c) (T, B, H); tanh(c) of the last step only unless ``keep`` (for backward).
+    """
     steps, batch, _ = pre.shape
     hidden = c0.shape[-1]
-    kept = steps if keep else 1
+    gates = pre.view(steps, batch, 4, hidden)                                       # a_t, then σ/tanh(a_t)
     hs = pre.new_empty(steps, batch, weight_hh.shape[1])                            # (T, B, H_out)
     cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
-    gates = pre.new_empty(kept, batch, 4, hidden)                                   # (T|1, B, 4, H)
-    tanh_cs = pre.new_empty(kept, batch, hidden)                                    # (T|1, B, H)
+    tanh_cs = pre.new_empty(steps if keep else 1, batch, hidden)                    # (T|1, B, H)
     ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
     weight_hh_t = weight_hh.t()
     weight_hr_t = None if weight_hr is None else weight_hr.t()
     i, f, g, o = (per_step(gate, steps) for gate in gates.unbind(2))
     views = zip(
-        per_step(pre, steps), per_step(gates.view(kept, batch, -1), steps), per_step(gates[:, :, :2], steps),
-        i, f, g, o, per_step(cs, steps), per_step(tanh_cs, steps), per_step(ms, steps), per_step(hs, steps),
-        strict=True,
+        per_step(pre, steps), per_step(gates[:, :, :2], steps), i, f, g, o,
+        per_step(cs, steps), per_step(tanh_cs, steps), per_step(ms, steps), per_step(hs, steps), strict=True,
     )
     h, c = h0, c0
-    for pre_t, a_t, i_f_t, i_t, f_t, g_t, o_t, c_t, tanh_c_t, m_t, h_t in views:
-        torch.addmm(pre_t, h, weight_hh_t, out=a_t)                                 # a = pre + W_hh h
+    for a_t, i_f_t, i_t, f_t, g_t, o_t, c_t, tanh_c_t, m_t, h_t in views:
+        a_t.addmm_(h, weight_hh_t)                                                  # a = pre + W_hh h
         torch.sigmoid_(i_f_t)
         torch.tanh_(g_t)
         torch.sigmoid_(o_t)
@@ -95,7 +96,7 @@ class LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
-        hs, cs, gates, tanh_cs, ms = lstm_forward(pre, h0, c0, weight_hh, weight_hr, keep=True)
+        hs, cs, gates, tanh_cs, ms = lstm_forward(pre.clone(), h0, c0, weight_hh, weight_hr, keep=True)
         ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms)
         return hs, cs
 
@@ -116,28 +117,29 @@ class LSTMRecurrence(torch.autograd.Function):
         sigmoid_slope(o, out=per_dm).mul_(tanh_cs)                   # dâ_o = dm ⊙ tanh(c) o(1 − o)
         dc_per_dm = tanh_slope(tanh_cs, out=torch.empty_like(cs)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
 
+        # Total gradients of h_t and c_t, accumulated in place as the loop walks back.
+        dhs = d_hs.clone(memory_format=torch.contiguous_format)
+        dcs = d_cs.clone(memory_format=torch.contiguous_format)
         d_pre = torch.empty_like(gates)                                             # dA_t for all t
-        dhs = d_hs if weight_hr is None else torch.empty_like(hs)                   # total dh_t, for dW_hr
-        dc_per_dm_, per_dc_, per_dm_, f_ = (
-            per_step(v, steps) for v in (dc_per_dm, factors[:, :, :3], per_dm, f)
+        dh_, dc_, f_, dc_per_dm_, per_dc_, per_dm_ = (
+            per_step(v, steps) for v in (dhs, dcs, f, dc_per_dm, factors[:, :, :3], per_dm)
         )
-        d_hs_, d_cs_, dhs_ = per_step(d_hs, steps), per_step(d_cs, steps), per_step(dhs, steps)
         d_pre_, d_pre_c_, d_pre_o_ = (
             per_step(v, steps) for v in (d_pre.view(steps, batch, -1), d_pre[:, :, :3], d_pre[:, :, 3])
         )
-        dh, dc = d_hs_[-1], d_cs_[-1].clone()
         for t in range(steps - 1, -1, -1):
-            dm = dh if weight_hr is None else torch.mm(dhs_[t].copy_(dh), weight_hr)  # dm_t = dh_t W_hr
+            dc = dc_[t]
+            dm = dh_[t] if weight_hr is None else dh_[t] @ weight_hr                # dm_t = dh_t W_hr
             dc.addcmul_(dm, dc_per_dm_[t])
             torch.mul(dc.unsqueeze(1), per_dc_[t], out=d_pre_c_[t])                 # dâ_i, dâ_f, dâ_g
             torch.mul(dm, per_dm_[t], out=d_pre_o_[t])                              # dâ_o
             if t > 0:
-                dh = torch.addmm(d_hs_[t - 1], d_pre_[t], weight_hh)                # dh_{t-1}
-                dc = torch.addcmul(d_cs_[t - 1], dc, f_[t])                         # dc_{t-1}
+                dh_[t - 1].addmm_(d_pre_[t], weight_hh)                             # dh_{t-1} += dA_t W_hh
+                dc_[t - 1].addcmul_(dc, f_[t])                                      # dc_{t-1} += dc_t ⊙ f_t
         d_pre = d_pre.view(steps, batch, -1)                                        # (T, B, 4H)
 
         d_h0 = d_pre[0] @ weight_hh if ctx.needs_input_grad[1] else None
-        d_c0 = dc * f[0] if ctx.needs_input_grad[2] else None
+        d_c0 = dcs[0] * f[0] if ctx.needs_input_grad[2] else None
         d_weight_hh = previous_step_gradient(d_pre, h0, hs) if ctx.needs_input_grad[3] else None
         d_weight_hr = flat(dhs).t() @ flat(ms) if ctx.needs_input_grad[4] else None
         return d_pre, d_h0, d_c0, d_weight_hh, d_weight_hr

@@ -23,19 +23,19 @@ def run_rnn(cell: RNNCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
     projected = F.linear(x, cell.weight_ih, folded_bias(cell))                     # (T, B, H)
     if needs_graph(projected, h0, cell.weight_hh):
         hs = RNNRecurrence.apply(projected, h0, cell.weight_hh, cell.nonlinearity)
-    else:
+    else:  # no graph: the projection is a temporary of ours, and its buffer can become h
         hs = rnn_forward(projected, h0, cell.weight_hh, cell.nonlinearity)
     return hs, last_valid(hs, lengths)
 
 
 def rnn_forward(projected: Tensor, h0: Tensor, weight_hh: Tensor, nonlinearity: str) -> Tensor:
+    """The forward loop, turning ``projected`` (T, B, H) into h in place and returning it."""
     activation_ = torch.tanh_ if nonlinearity == "tanh" else torch.relu_
-    hs = torch.empty_like(projected)
     weight_hh_t = weight_hh.t()
     h = h0
-    for projected_t, h_t in zip(projected.unbind(0), hs.unbind(0), strict=True):
-        h = activation_(torch.addmm(projected_t, h, weight_hh_t, out=h_t))
-    return hs
+    for h_t in projected.unbind(0):
+        h = activation_(h_t.addmm_(h, weight_hh_t))                                # h_t = φ(x_t + W_hh h)
+    return projected
 
 
 class RNNRecurrence(torch.autograd.Function):
@@ -43,7 +43,7 @@ class RNNRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, projected, h0, weight_hh, nonlinearity):
-        hs = rnn_forward(projected, h0, weight_hh, nonlinearity)
+        hs = rnn_forward(projected.clone(), h0, weight_hh, nonlinearity)
         ctx.save_for_backward(h0, weight_hh, hs)
         ctx.nonlinearity = nonlinearity
         return hs
@@ -52,14 +52,17 @@ class RNNRecurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hs):
         h0, weight_hh, hs = ctx.saved_tensors
-        slope = tanh_slope(hs, out=torch.empty_like(hs)) if ctx.nonlinearity == "tanh" else \
-            (hs > 0).to(hs.dtype)                                                   # φ'(â_t)
+        if ctx.nonlinearity == "tanh":
+            slope = tanh_slope(hs, out=torch.empty_like(hs))                         # φ'(â_t) = 1 − h_t²
+        else:
+            slope = (hs > 0).to(hs.dtype)                                           # φ'(â_t) = [h_t > 0]
+        dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
         d_projected = torch.empty_like(hs)
-        slope_, d_projected_, d_hs_ = slope.unbind(0), d_projected.unbind(0), d_hs.unbind(0)
-        dh = d_hs_[-1]
+        dh_, slope_, d_projected_ = dhs.unbind(0), slope.unbind(0), d_projected.unbind(0)
         for t in range(hs.shape[0] - 1, -1, -1):
-            torch.mul(dh, slope_[t], out=d_projected_[t])
-            carried = d_hs_[t - 1] if t > 0 else torch.zeros_like(dh)
-            dh = torch.addmm(carried, d_projected_[t], weight_hh)                     # dh_{t-1}
+            torch.mul(dh_[t], slope_[t], out=d_projected_[t])
+            if t > 0:
+                dh_[t - 1].addmm_(d_projected_[t], weight_hh)                       # dh_{t-1} += dâ_t W_hh
+        d_h0 = d_projected[0] @ weight_hh if ctx.needs_input_grad[1] else None
         d_weight_hh = previous_step_gradient(d_projected, h0, hs) if ctx.needs_input_grad[2] else None
-        return d_projected, dh, d_weight_hh, None
+        return d_projected, d_h0, d_weight_hh, None
