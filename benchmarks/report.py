@@ -23,6 +23,11 @@ def write_all(rows: Sequence[Row], machine: dict, settings: dict, folder: Path) 
     return paths
 
 
+def _load(machine: dict) -> str:
+    load = machine.get("load_average_at_start")
+    return "–" if load is None else " / ".join(f"{value:.1f}" for value in load)
+
+
 def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -42,8 +47,9 @@ def markdown(rows: Sequence[Row], machine: dict, settings: dict) -> str:
         "",
         f"torch {machine['torch']}, {machine['dtype']}, device {machine['device']}"
         + precision
-        + f"; clock {settings['clock']}, median of {settings['repeats']} interleaved calls after "
-        f"{settings['warmup']} warm-up; load average at start {machine.get('load_average_at_start')}.",
+        + f"; clock {settings['clock']}, median of ≥ {settings['repeats']} interleaved calls (more while "
+        f"{settings['budget_s']} s per row last) after {settings['warmup']} warm-up; "
+        f"load average at start {_load(machine)}.",
         "",
         "Ratios are side / fused (lower is better, < 1 beats the fused kernel). The floor is the time of the "
         "layer's matrix products batched into one GEMM per layer and direction (×3 with backward); "
@@ -80,6 +86,9 @@ def plot(rows: Sequence[Row], machine: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
 
     figure, axes = plt.subplots(len(MODES), 1, figsize=(max(8, 0.45 * len(rows)), 9), squeeze=False)
     for axis, mode in zip(axes[:, 0], MODES, strict=True):
@@ -97,6 +106,8 @@ def plot(rows: Sequence[Row], machine: dict, path: Path) -> None:
                 axis.hlines(row.target, position - 0.45, position + 0.45, colors="red", linestyles="dashed")
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(plain)
+        axis.yaxis.set_minor_formatter(plain)
         axis.set_ylabel("time / fused")
         axis.set_title(f"{mode} (red dashes: targets)")
         axis.set_xticks(list(positions), labels, rotation=60, ha="right", fontsize=7)

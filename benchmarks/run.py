@@ -51,7 +51,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     parser.add_argument("--tf32", default="default", choices=("default", "on", "off"),
                         help="CUDA: TF32 for both matmuls and cuDNN (default: leave torch's settings)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per side (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="at least this many timed calls per side")
+    parser.add_argument("--budget", type=float, default=2.0,
+                        help="seconds of timed rounds per row: fast shapes get more rounds (up to 100)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per side first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--clock", default="wall", choices=("wall", "cpu"),
@@ -118,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     clock = make_clock(device, args.clock)
     machine = describe(device, dtype)
     settings = {
-        "clock": clock.name, "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
+        "clock": clock.name, "repeats": args.repeats, "budget_s": args.budget, "warmup": args.warmup,
+        "seed": args.seed,
         "forward": "torch.no_grad() inference", "forward+backward": "output.backward(fixed random gradient)",
     }
     folder = args.out / (args.tag or machine_tag(machine))
@@ -136,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
                 workloads = {
                     side: workload(module, side, mode, x, grad_output) for side, module in modules.items()
                 }
-                timings = time_interleaved(workloads, clock, args.warmup, args.repeats)
+                timings = time_interleaved(workloads, clock, args.warmup, args.repeats, args.budget)
                 peaks = {
                     side: None if args.no_memory else peak_memory_bytes(work, device)
                     for side, work in workloads.items()

@@ -88,11 +88,18 @@ class Timing:
 
 
 def time_interleaved(
-    workloads: dict[str, Workload], clock: Clock, warmup: int, repeats: int
+    workloads: dict[str, Workload],
+    clock: Clock,
+    warmup: int,
+    repeats: int,
+    budget_s: float = 0.0,
+    max_rounds: int = 100,
 ) -> dict[str, Timing]:
-    """Time each side ``repeats`` times, interleaved (round r starts at side r mod n), after ``warmup`` calls.
+    """Time each side in rounds, interleaved (round r starts at side r mod n), after ``warmup`` calls:
+    ``repeats`` rounds, then more while ``budget_s`` seconds of rounds last (at most ``max_rounds``).
 
-    Interleaving spreads slow periods of a shared machine over all sides instead of one of them.
+    Interleaving spreads slow periods of a shared machine over all sides instead of one of them; the
+    budget gives fast shapes many rounds, so that their medians ride out bursts of load.
     """
     names = list(workloads)
     first: dict[str, float] = {}
@@ -106,11 +113,13 @@ def time_interleaved(
             workloads[name].prepare()
             workloads[name].run()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(repeats):
+    started, round_ = time.perf_counter(), 0
+    while round_ < repeats or (round_ < max_rounds and time.perf_counter() - started < budget_s):
         for offset in range(len(names)):
             name = names[(round_ + offset) % len(names)]
             workloads[name].prepare()
             times[name].append(clock.measure(workloads[name].run))
+        round_ += 1
     return {name: Timing(first[name], times[name], first_wall[name]) for name in names}
 
 

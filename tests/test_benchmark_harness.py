@@ -16,7 +16,7 @@ from benchmarks.timing import CpuClock, Timing, Workload, peak_memory_bytes, tim
 
 def test_runs_end_to_end_on_a_tiny_shape(tmp_path) -> None:
     paths = main(["--shape", "5,2,3,4", "--shape", "3,2,3,4,2,bi", "--cells", "LSTM,GRU", "--repeats", "2",
-                  "--warmup", "0", "--out", str(tmp_path), "--tag", "tiny"])
+                  "--budget", "0", "--warmup", "0", "--out", str(tmp_path), "--tag", "tiny"])
     assert {path.parent for path in paths.values()} == {tmp_path / "tiny"}
 
     written = json.loads(paths["json"].read_text())
@@ -105,6 +105,12 @@ def test_interleaving_rotates_the_starting_side() -> None:
     assert calls[:6] == ["a", "a", "b", "b", "c", "c"]                 # warm-up, not timed
     assert calls[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert all(len(timing.times_ms) == 3 for timing in timings.values())
+
+
+def test_a_time_budget_adds_rounds_up_to_the_cap() -> None:
+    workloads = {name: Workload(lambda: None) for name in "ab"}
+    timings = time_interleaved(workloads, CpuClock("wall"), warmup=0, repeats=2, budget_s=60.0, max_rounds=7)
+    assert [len(timing.times_ms) for timing in timings.values()] == [7, 7]
 
 
 def test_rows_are_judged_against_the_targets_of_their_shape_and_cell() -> None:
