@@ -5,6 +5,7 @@
     torchseq fit      --config experiments/mnist5k_lstm.yaml
     torchseq test     --config experiments/mnist5k_lstm.yaml --ckpt_path runs/mnist5k_lstm/version_0/last.ckpt
     torchseq validate --config ...    torchseq predict --config ...    torchseq fit --help
+    torchseq tune | attack | gradient-flow | long-dependency --config ...   (the TOOLS below)
 
 A config names a task (``model:``, any LightningModule) and a data module (``data:``), both by
 ``class_path``, plus the usual ``trainer:``, ``optimizer:`` and ``lr_scheduler:`` sections
@@ -42,7 +43,9 @@ the end.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_warn
 from rich.console import Console
 
-from torchseq.callbacks import MetricsSummary, TrainingCurves, render_summary
+from torchseq.callbacks import MetricsSummary, RNGState, TrainingCurves, render_summary
 from torchseq.callbacks.history import run_dir
 
 DATA_ATTRIBUTES = ("input_size", "num_classes", "sequence_length", "image_shape")
@@ -63,6 +66,10 @@ DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.CSVLogger",
     "init_args": {"save_dir": RUNS_DIR, "name": None},  # None: named after the config file
 }
+
+
+class ConfigurationError(ValueError):
+    """A config whose classes exist but cannot be built together; the message says why."""
 
 
 class TorchseqCLI(LightningCLI):
@@ -74,7 +81,10 @@ class TorchseqCLI(LightningCLI):
             L.LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            trainer_defaults={"logger": DEFAULT_LOGGER, "callbacks": [TrainingCurves(), MetricsSummary()]},
+            trainer_defaults={
+                "logger": DEFAULT_LOGGER,
+                "callbacks": [TrainingCurves(), MetricsSummary(), RNGState()],
+            },
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,
@@ -98,7 +108,21 @@ class TorchseqCLI(LightningCLI):
             logger.init_args.name = experiment_name(config.get("config") or [])
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        """Build data, task and trainer; fail with a :class:`ConfigurationError` naming the cause."""
+        configured = configured_data_attributes(self.config[self.subcommand].model)
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, OSError) as error:
+            cause = root_cause(error)
+            raise ConfigurationError(f"cannot build the config: {type(cause).__name__}: {cause}") from error
+        for name, value in configured.items():
+            provided = getattr(self.datamodule, name, None)
+            if provided is not None and provided != value:
+                raise ConfigurationError(
+                    f"model.init_args.{name}: the model is configured (by the config or the checkpoint's "
+                    f"hyperparameters) for {name}={value}, but the data module "
+                    f"{type(self.datamodule).__name__} provides {name}={provided}"
+                )
         drop_skipped_links(self.model)
         summary = self.summary_callback
         if summary is not None:
@@ -137,12 +161,37 @@ class TorchseqCLI(LightningCLI):
     def print_summary(self) -> None:
         summary = self.summary_callback
         if self.trainer.is_global_zero and summary is not None and hasattr(summary, "latest"):
-            Console().print(render_summary(summary.latest))
+            Console().print(render_summary(summary.latest), soft_wrap=True)
 
 
 def experiment_name(config_paths: list[Any]) -> str:
     """The last ``--config`` file's stem: ``experiments/gunpoint_lstm.yaml`` → ``gunpoint_lstm``."""
     return Path(str(config_paths[-1])).stem if config_paths else "torchseq"
+
+
+def configured_data_attributes(model_config: Any) -> dict[str, Any]:
+    """Linked attributes the config itself sets for the task (other than to its defaults).
+
+    Normally none: the links fill them at instantiation. They appear when a user sets one by hand or
+    when ``--ckpt_path`` brings the checkpoint's hyperparameters, i.e. a model built for other data.
+    """
+    init_args = model_config.get("init_args") or {}
+    module_name, _, class_name = str(model_config.get("class_path", "")).rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module_name), class_name)).parameters
+    except (ImportError, AttributeError, ValueError):
+        return {}
+    return {
+        name: init_args.get(name) for name in DATA_ATTRIBUTES
+        if name in parameters and init_args.get(name) not in (None, parameters[name].default)
+    }
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain: the data module's own message, not jsonargparse's wrapping."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def drop_skipped_links(module: L.LightningModule) -> None:
@@ -155,13 +204,32 @@ def drop_skipped_links(module: L.LightningModule) -> None:
             module._hparams_initial.pop(name, None)
 
 
+#: ``torchseq <tool> --config …``: commands beside LightningCLI's, each the ``main(args)`` of a module.
+TOOLS = {
+    "tune": "torchseq.tune",                        # Optuna hyperparameter search over a fit config
+    "attack": "torchseq.attacks",                   # robust accuracy under FGSM / PGD
+    "gradient-flow": "torchseq.diagnostics",        # ‖∂L/∂h_t‖ over t for RNN / LSTM / GRU
+    "long-dependency": "torchseq.long_dependency",  # the adding / copy grid
+}
+
+
 def main(args: Any = None) -> None:
     """Entry point of the ``torchseq`` console script."""
+    command_line = sys.argv[1:] if args is None else args
+    if isinstance(command_line, list | tuple) and command_line and command_line[0] in TOOLS:
+        importlib.import_module(TOOLS[command_line[0]]).main(list(command_line[1:]))
+        return
     # The data sets are in-memory tensors: loader worker processes would only add start-up time.
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     # Expected whenever a config names an optimizer: the task's own Adam(lr=1e-3) is only the default.
     warnings.filterwarnings("ignore", ".*configure_optimizers` will be overridden by.*")
-    TorchseqCLI(args=args)
+    # Lightning 2.6's own use of a torch API that torch now deprecates; nothing a user can act on.
+    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    try:
+        TorchseqCLI(args=args)
+    except ConfigurationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

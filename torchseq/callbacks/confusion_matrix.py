@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
@@ -51,7 +52,10 @@ class ConfusionMatrixPlot(L.Callback):
             size = max(4.0, 0.45 * len(counts) + 2.0)
             figure = Figure(figsize=(size, size), layout="constrained")
             axis = figure.subplots()
-            self.matrix.plot(counts, ax=axis, labels=labels)
+            with warnings.catch_warnings():
+                # torchmetrics hands matplotlib the tensor itself; numpy 2 notes the old __array__ protocol
+                warnings.filterwarnings("ignore", ".*__array__ implementation doesn't accept a copy")
+                self.matrix.plot(counts.cpu(), ax=axis, labels=labels)
             axis.set_title("test confusion matrix")
             path = run_dir(trainer) / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,13 @@ import lightning as L
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run's output folder: the logger's ``runs/<experiment>/<version>``, else ``default_root_dir``."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """The run's output folder: the logger's ``runs/<experiment>/<version>``, else ``default_root_dir``.
+
+    Not ``trainer.log_dir``: under DDP that is a broadcast every process must join, and the callbacks
+    write their files from rank 0 alone.
+    """
+    directory = getattr(trainer.logger, "log_dir", None) or getattr(trainer.logger, "save_dir", None)
+    return Path(directory or trainer.default_root_dir)
 
 
 def epoch_metrics(trainer: L.Trainer) -> dict[str, float]:

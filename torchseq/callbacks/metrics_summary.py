@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from torchseq.callbacks.history import EpochHistory, epoch_metrics, run_dir
 
@@ -98,6 +99,7 @@ class MetricsSummary(EpochHistory):
             "model": qualified_name(model),
             "parameters": sum(parameter.numel() for parameter in pl_module.parameters()),
             "data": qualified_name(trainer.datamodule) if trainer.datamodule is not None else None,
+            "world_size": trainer.world_size,  # processes (devices × nodes) that trained
             "epochs": len(self.history),
             "global_step": trainer.global_step,
             "fit_seconds": round(self.fit_seconds, 3),
@@ -162,22 +164,19 @@ def render_summary(summary: dict[str, Any]) -> Group:
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     rows = [("best epoch", summary["best_epoch"]), ("epochs trained", summary["epochs"]),
-            ("fit time (s)", summary["fit_seconds"])]
+            ("fit time (s)", f"{summary['fit_seconds']:.1f}")]
     rows += [(f"{name} (best)", value) for name, value in summary["best_val"].items()]
     for key in ("validate", "test"):
         rows += [(name, value) for name, value in summary.get(key, {}).get("metrics", {}).items()]
     for name, value in rows:
         if value is not None:
             metrics.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
-    files = Table(show_header=False, box=None)
-    files.add_column("what", no_wrap=True)
-    files.add_column("path", overflow="fold")
-    files.add_row("run folder", summary["run_dir"])
-    files.add_row("best checkpoint", str(summary["best_checkpoint"]))
+    places = [("run folder", summary["run_dir"]),
+              ("best checkpoint", summary["best_checkpoint"] or "none saved")]
     if "test" in summary:
-        files.add_row("tested checkpoint", str(summary["test"]["checkpoint"] or "weights in memory"))
-    for kind in ("plots", "logs"):
-        for path in summary["files"][kind]:
-            files.add_row(kind.rstrip("s"), path)
-    files.add_row("summary", str(Path(summary["run_dir"]) / MetricsSummary.file_name))
-    return Group(metrics, files)
+        places.append(("tested checkpoint", summary["test"]["checkpoint"] or "the weights in memory"))
+    places += [(kind.rstrip("s"), path) for kind in ("plots", "logs") for path in summary["files"][kind]]
+    places.append(("summary", str(Path(summary["run_dir"]) / MetricsSummary.file_name)))
+    width = max(len(what) for what, _ in places)
+    # Plain lines, not a table: a path must stay whole on one line to be copied.
+    return Group(metrics, *(Text(f"{what:<{width}}  {where}") for what, where in places))

@@ -140,8 +140,8 @@ class SupervisedSequenceTask(L.LightningModule, ABC):
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics(output.detach(), y)
         training, batch_size = stage == "train", len(y)
-        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True,
-                 sync_dist=not training, batch_size=batch_size)
+        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=batch_size)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not training, batch_size=batch_size)
         return {"loss": loss, "output": output.detach(), "target": y}
 
