@@ -1,10 +1,13 @@
 """The GEMM floor: the time the layer's matrix products alone take when batched over all timesteps.
 
 A recurrent layer does, per layer and direction, 2·T·B·(I + H)·G·H FLOP of matrix products forward
-(G gates: 1 RNN, 3 GRU, 4 LSTM), and about twice that again backward (data and weight gradients), so
-×3 for forward+backward. Everything else (activations, gate products) is linear in T·B·H and cheap in
-FLOP. The floor runs exactly those products as one big GEMM per layer and direction, in the same run
-and on the same machine, so ``time / floor`` says how far an implementation is from the arithmetic.
+(G gates: 1 RNN, 3 GRU, 4 LSTM). Backward repeats them twice: once for the weight gradients and once
+for the data gradients (of h_{t-1} and of the input), so ×3 for forward+backward, less the first
+layer's input gradient 2·T·B·I·G·H, which nobody asks for when the input is data (as here; both sides
+skip it). Everything else (activations, gate products) is linear in T·B·H and cheap in FLOP. The floor
+runs the forward products as one big GEMM per layer and direction, in the same run and on the same
+machine, and scales that time by the FLOP ratio for backward, so ``time / floor`` says how far an
+implementation is from the arithmetic.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from benchmarks.shapes import Shape
 from benchmarks.timing import Clock, Workload, time_interleaved
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
-BACKWARD_FACTOR = 3  # forward GEMMs + data-gradient GEMMs + weight-gradient GEMMs
 
 
 def layer_inputs(shape: Shape) -> list[int]:
@@ -28,26 +30,32 @@ def layer_inputs(shape: Shape) -> list[int]:
 
 
 def gemm_flops(shape: Shape, cell: str, backward: bool) -> float:
-    gates = GATES[cell]
-    flops = sum(
-        2 * shape.steps * shape.batch * (inputs + shape.hidden_size) * gates * shape.hidden_size
-        for inputs in layer_inputs(shape)
-    )
-    return flops * (BACKWARD_FACTOR if backward else 1)
+    """Matrix-product FLOP of a forward pass, or of forward and backward (no gradient for the input)."""
+    per_product = 2 * shape.steps * shape.batch * GATES[cell] * shape.hidden_size  # × the inner size
+    forward = sum(per_product * (inputs + shape.hidden_size) for inputs in layer_inputs(shape))
+    if not backward:
+        return forward
+    first_layer_inputs = layer_inputs(shape)[: 2 if shape.bidirectional else 1]
+    return 3 * forward - sum(per_product * inputs for inputs in first_layer_inputs)
 
 
 @dataclass(frozen=True)
 class Floor:
     forward_ms: float
     forward_flops: float
+    backward_flops: float  # forward and backward together
 
     @property
     def rate_gflops(self) -> float:
         """Matmul rate this machine reached on this shape's batched products."""
         return self.forward_flops / self.forward_ms / 1e6
 
+    def flops(self, backward: bool) -> float:
+        return self.backward_flops if backward else self.forward_flops
+
     def ms(self, backward: bool) -> float:
-        return self.forward_ms * (BACKWARD_FACTOR if backward else 1)
+        """The products' time at the measured rate."""
+        return self.flops(backward) / self.rate_gflops / 1e6
 
 
 def measure_floor(
@@ -67,4 +75,5 @@ def measure_floor(
             torch.mm(left, right)
 
     timing = time_interleaved({"floor": Workload(products)}, clock, warmup=1, repeats=repeats)["floor"]
-    return Floor(timing.median_ms, gemm_flops(shape, cell, backward=False))
+    flops = (gemm_flops(shape, cell, backward=False), gemm_flops(shape, cell, backward=True))
+    return Floor(timing.median_ms, *flops)

@@ -73,7 +73,7 @@ class Row:
             "first_call_wall_ms": {side: self.timings[side].first_wall_ms for side in sides},
             "ratio_to_fused": {side: self.ratio(side) for side in sides},
             "peak_bytes": self.peak_bytes,
-            "gemm_flops": self.floor.forward_flops * (3 if self.backward else 1),
+            "gemm_flops": self.floor.flops(self.backward),
             "gemm_rate_gflops": self.floor.rate_gflops,
             "floor_ms": self.floor.ms(self.backward),
             "ratio_to_floor": {side: self.from_floor(side) for side in sides},

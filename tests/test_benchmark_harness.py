@@ -81,10 +81,14 @@ def test_bad_arguments_are_refused() -> None:
 def test_gemm_flops_follow_the_formula() -> None:
     shape = Shape("x", steps=2, batch=3, input_size=4, hidden_size=5)
     assert gemm_flops(shape, "LSTM", backward=False) == 2 * 2 * 3 * (4 + 5) * 4 * 5
-    assert gemm_flops(shape, "GRU", backward=True) == 3 * 2 * 2 * 3 * (4 + 5) * 3 * 5
+    # backward: weight gradients (I + H) and the h_{t-1} gradient (H); no input gradient (I) for data
+    assert gemm_flops(shape, "GRU", backward=True) == 2 * 2 * 3 * 3 * 5 * ((4 + 5) + (4 + 5) + 5)
     stacked = Shape("x", steps=2, batch=3, input_size=4, hidden_size=5, num_layers=2, bidirectional=True)
     assert layer_inputs(stacked) == [4, 4, 10, 10]                     # layer 2 reads both directions
     assert gemm_flops(stacked, "RNN", backward=False) == 2 * 2 * 3 * 5 * ((4 + 5) * 2 + (10 + 5) * 2)
+    assert gemm_flops(stacked, "RNN", backward=True) == 2 * 2 * 3 * 5 * (
+        (4 + 5 + 4 + 5 + 5) * 2 + (10 + 5) * 3 * 2                             # layer 2 needs its input's
+    )
 
 
 def test_cpu_peak_memory_sums_allocations_and_frees_in_order() -> None:
@@ -114,7 +118,7 @@ def test_a_time_budget_adds_rounds_up_to_the_cap() -> None:
 
 
 def test_rows_are_judged_against_the_targets_of_their_shape_and_cell() -> None:
-    floor = Floor(forward_ms=1.0, forward_flops=1e6)
+    floor = Floor(forward_ms=1.0, forward_flops=1e6, backward_flops=3e6)
 
     def row(cell: str, shape: Shape, mode: str, custom_ms: float) -> Row:
         timings = {"fused": Timing(10.0, [10.0], 10.0), "custom": Timing(custom_ms, [custom_ms], custom_ms)}
