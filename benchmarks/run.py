@@ -117,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     if args.tf32 != "default":
         # Both switches together, so the matmuls of the custom path and cuDNN use the same precision.
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+    if args.compile or "compiled" in args.sides or args.compile_sweep:
+        # "compile s" must be a cold compilation, not a hit in the on-disk cache of an earlier run.
+        from torch._inductor import config as inductor_config
+
+        inductor_config.force_disable_caches = True
     clock = make_clock(device, args.clock)
     machine = describe(device, dtype)
     settings = {
