@@ -117,17 +117,16 @@ class GRURecurrence(torch.autograd.Function):
         torch.sub(hs[:-1], ns[1:], out=per_z[1:])
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
 
-        grads = torch.empty_like(factors)
-        hidden_side = grads[:, :, :3].reshape(steps, batch, -1)                     # [dâ_r, dâ_z, ds_n] view
+        # Each step multiplies its factors by dh in place: the factor buffer becomes the gradients.
+        hidden_side = factors[:, :, :3].reshape(steps, batch, -1)                  # [dâ_r, dâ_z, ds_n] view
         dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
-        dh_, factors_, grads_, hidden_side_, z_ = (
-            per_step(v, steps) for v in (dhs, factors, grads, hidden_side, z)
-        )
+        dh_, factors_, hidden_side_, z_ = (per_step(v, steps) for v in (dhs, factors, hidden_side, z))
         for t in range(steps - 1, -1, -1):
-            torch.mul(dh_[t].unsqueeze(1), factors_[t], out=grads_[t])
+            factors_[t].mul_(dh_[t].unsqueeze(1))
             if t > 0:                                                               # dh_{t-1} += …
                 dh_[t - 1].addcmul_(dh_[t], z_[t]).addmm_(hidden_side_[t], weight_hh)
         d_h0 = torch.addmm(dhs[0] * z[0], hidden_side[0], weight_hh) if ctx.needs_input_grad[1] else None
+        grads = factors                                                     # now [dâ_r, dâ_z, ds_n, dâ_n]
         d_projected = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
         d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if ctx.needs_input_grad[2] else None
         d_b_hn = grads[:, :, 2].sum((0, 1)) if ctx.needs_input_grad[3] else None
@@ -176,26 +175,24 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         steps, batch, _, hidden = gates.shape
         weight_rz, weight_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
         r, z, n = gates.unbind(2)
-        z_n_factors = gates.new_empty(steps, batch, 2, hidden)                      # dâ_z, dâ_n per dh
-        per_z, per_n = z_n_factors.unbind(2)
+        # dâ_z, dâ_n are dh times a factor, dâ_r is d(r ⊙ h_{t-1}) times one; each step multiplies them
+        # in place, so the factor buffer becomes the gradients [dâ_r, dâ_z, dâ_n].
+        grads = gates.new_empty(steps, batch, 3, hidden)
+        per_r, per_z, per_n = grads.unbind(2)
+        times_previous(sigmoid_slope(r, out=per_r), h0, hs)                         # h_{t-1} r(1 − r)
         torch.sub(h0, n[0], out=per_z[0])                                           # h_{t-1} − n
         torch.sub(hs[:-1], n[1:], out=per_z[1:])
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
         tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
-        r_factor = times_previous(sigmoid_slope(r, out=torch.empty_like(r)), h0, hs)  # h_{t-1} r(1 − r)
-        grads = gates.new_empty(steps, batch, 3, hidden)                            # dâ_r, dâ_z, dâ_n
         dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
-        dh_, z_n_factors_, r_factor_, r_, z_ = (
-            per_step(v, steps) for v in (dhs, z_n_factors, r_factor, r, z)
-        )
         d_r_z = grads[:, :, :2].reshape(steps, batch, -1)                          # a view: (T, B, 2H)
-        d_r_, d_z_n_, d_n_, d_r_z_ = (
-            per_step(v, steps) for v in (grads[:, :, 0], grads[:, :, 1:], grads[:, :, 2], d_r_z)
+        dh_, r_, z_, d_r_, d_z_n_, d_n_, d_r_z_ = (
+            per_step(v, steps) for v in (dhs, r, z, per_r, grads[:, :, 1:], per_n, d_r_z)
         )
         for t in range(steps - 1, -1, -1):
-            torch.mul(dh_[t].unsqueeze(1), z_n_factors_[t], out=d_z_n_[t])         # dâ_z, dâ_n
+            d_z_n_[t].mul_(dh_[t].unsqueeze(1))                                     # dâ_z, dâ_n
             d_reset_h = d_n_[t] @ weight_n                                          # d(r ⊙ h_{t-1})
-            torch.mul(d_reset_h, r_factor_[t], out=d_r_[t])                         # dâ_r
+            d_r_[t].mul_(d_reset_h)                                                 # dâ_r
             if t > 0:                                                               # dh_{t-1} += …
                 dh_[t - 1].addcmul_(dh_[t], z_[t]).addcmul_(d_reset_h, r_[t]).addmm_(d_r_z_[t], weight_rz)
             else:

@@ -117,26 +117,24 @@ class LSTMRecurrence(torch.autograd.Function):
         sigmoid_slope(o, out=per_dm).mul_(tanh_cs)                   # dâ_o = dm ⊙ tanh(c) o(1 − o)
         dc_per_dm = tanh_slope(tanh_cs, out=torch.empty_like(cs)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
 
-        # Total gradients of h_t and c_t, accumulated in place as the loop walks back.
+        # Total gradients of h_t and c_t, accumulated in place as the loop walks back; each step then
+        # multiplies its factors in place into dA_t, so the factor buffer becomes the gradient of pre.
         dhs = d_hs.clone(memory_format=torch.contiguous_format)
         dcs = d_cs.clone(memory_format=torch.contiguous_format)
-        d_pre = torch.empty_like(gates)                                             # dA_t for all t
-        dh_, dc_, f_, dc_per_dm_, per_dc_, per_dm_ = (
-            per_step(v, steps) for v in (dhs, dcs, f, dc_per_dm, factors[:, :, :3], per_dm)
-        )
-        d_pre_, d_pre_c_, d_pre_o_ = (
-            per_step(v, steps) for v in (d_pre.view(steps, batch, -1), d_pre[:, :, :3], d_pre[:, :, 3])
+        dh_, dc_, f_, dc_per_dm_, per_dc_, per_dm_, d_pre_ = (
+            per_step(v, steps)
+            for v in (dhs, dcs, f, dc_per_dm, factors[:, :, :3], per_dm, factors.view(steps, batch, -1))
         )
         for t in range(steps - 1, -1, -1):
             dc = dc_[t]
             dm = dh_[t] if weight_hr is None else dh_[t] @ weight_hr                # dm_t = dh_t W_hr
             dc.addcmul_(dm, dc_per_dm_[t])
-            torch.mul(dc.unsqueeze(1), per_dc_[t], out=d_pre_c_[t])                 # dâ_i, dâ_f, dâ_g
-            torch.mul(dm, per_dm_[t], out=d_pre_o_[t])                              # dâ_o
+            per_dc_[t].mul_(dc.unsqueeze(1))                                        # dâ_i, dâ_f, dâ_g
+            per_dm_[t].mul_(dm)                                                     # dâ_o
             if t > 0:
                 dh_[t - 1].addmm_(d_pre_[t], weight_hh)                             # dh_{t-1} += dA_t W_hh
                 dc_[t - 1].addcmul_(dc, f_[t])                                      # dc_{t-1} += dc_t ⊙ f_t
-        d_pre = d_pre.view(steps, batch, -1)                                        # (T, B, 4H)
+        d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
         d_h0 = d_pre[0] @ weight_hh if ctx.needs_input_grad[1] else None
         d_c0 = dcs[0] * f[0] if ctx.needs_input_grad[2] else None

@@ -52,15 +52,15 @@ class RNNRecurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, d_hs):
         h0, weight_hh, hs = ctx.saved_tensors
+        # φ'(â_t), known from h_t alone; each step multiplies it by dh_t in place, making it dâ_t.
         if ctx.nonlinearity == "tanh":
-            slope = tanh_slope(hs, out=torch.empty_like(hs))                         # φ'(â_t) = 1 − h_t²
+            d_projected = tanh_slope(hs, out=torch.empty_like(hs))                   # 1 − h_t²
         else:
-            slope = (hs > 0).to(hs.dtype)                                           # φ'(â_t) = [h_t > 0]
+            d_projected = (hs > 0).to(hs.dtype)                                     # [h_t > 0]
         dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
-        d_projected = torch.empty_like(hs)
-        dh_, slope_, d_projected_ = dhs.unbind(0), slope.unbind(0), d_projected.unbind(0)
+        dh_, d_projected_ = dhs.unbind(0), d_projected.unbind(0)
         for t in range(hs.shape[0] - 1, -1, -1):
-            torch.mul(dh_[t], slope_[t], out=d_projected_[t])
+            d_projected_[t].mul_(dh_[t])
             if t > 0:
                 dh_[t - 1].addmm_(d_projected_[t], weight_hh)                       # dh_{t-1} += dâ_t W_hh
         d_h0 = d_projected[0] @ weight_hh if ctx.needs_input_grad[1] else None
