@@ -71,3 +71,24 @@ def test_sample_quality_logs_distance_coverage_and_the_real_floor(tmp_path) -> N
     assert metrics["val/fd"] > metrics["val/fd_real_floor"] >= 0
     for name in ("val/class_coverage", "val/class_coverage_real"):
         assert 0.0 <= metrics[name] <= 1.0
+
+
+class LabelSortedImages(TinyImages):
+    """Validation images sorted by label, like MNIST-5k's stratified split (sorted indices)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        images, labels = self.parts["val"].tensors
+        order = labels.argsort(stable=True)
+        self.parts["val"] = torch.utils.data.TensorDataset(images[order], labels[order])
+
+
+def test_figures_show_one_image_of_each_label_first(tmp_path) -> None:
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
+    grid = ReconstructionGrid(num_images=8, nrow=4)
+    data = LabelSortedImages(num_classes=4)
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[grid], num_sanity_val_steps=1).fit(task, data)
+    band = 28 // data.num_classes
+    bar_labels = (grid.images[:, 0].mean(dim=2).argmax(dim=1) // band).tolist()  # where the bright bar is
+    assert bar_labels[:4] == [0, 1, 2, 3]
+    assert len(grid.images) == 8

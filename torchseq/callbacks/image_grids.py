@@ -92,12 +92,22 @@ class SampleGrid(L.Callback):
         save_image(images.cpu(), figure_path(trainer, self.folder, epoch), nrow=self.nrow)
 
 
-class _FirstValidationBatch(L.Callback):
-    """Keeps the first ``count`` images of the validation loader for a per-epoch figure."""
+class _ValidationImages(L.Callback):
+    """Picks ``count`` validation images during the first validation epoch and draws them every epoch.
+
+    Labels are told apart where the batches carry them: the first image of each new label comes first
+    (so a label-sorted validation set still shows every digit), then further images in loader order.
+    """
 
     def __init__(self, count: int, every_n_epochs: int) -> None:
         self.count, self.every_n_epochs = count, every_n_epochs
         self.images: Tensor | None = None
+        self._distinct: list[Tensor] = []
+        self._others: list[Tensor] = []
+        self._labels_seen: set[int] = set()
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._distinct, self._others, self._labels_seen = [], [], set()  # the sanity check sees only a part
 
     def on_validation_batch_end(
         self,
@@ -108,12 +118,24 @@ class _FirstValidationBatch(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if self.images is None and batch_idx == 0:
-            self.images = batch[0][: self.count].detach()
+        if self.images is not None:
+            return
+        images = batch[0].detach().cpu()
+        labels = batch[1].tolist() if len(batch) > 1 and batch[1].dim() == 1 else [None] * len(images)
+        for image, label in zip(images, labels, strict=True):
+            if label is not None and label not in self._labels_seen and len(self._distinct) < self.count:
+                self._labels_seen.add(label)
+                self._distinct.append(image)
+            elif len(self._others) < self.count:
+                self._others.append(image)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        if self.images is None and (self._distinct or self._others):
+            self.images = torch.stack((self._distinct + self._others)[: self.count])
         epoch = trainer.current_epoch
-        if trainer.sanity_checking or self.images is None or (epoch + 1) % self.every_n_epochs:
+        if self.images is None or (epoch + 1) % self.every_n_epochs:
             return
         with evaluating(pl_module):
             grid, nrow = self.figure(pl_module, self.images.to(pl_module.device))
@@ -124,8 +146,8 @@ class _FirstValidationBatch(L.Callback):
         raise NotImplementedError
 
 
-class ReconstructionGrid(_FirstValidationBatch):
-    """Originals and reconstructions in alternating rows of ``nrow`` images, from the first validation batch.
+class ReconstructionGrid(_ValidationImages):
+    """Validation images and their reconstructions, in alternating rows of ``nrow`` images.
 
     Args:
         num_images: images shown (rounded down to a multiple of ``nrow``).
@@ -153,7 +175,7 @@ class ReconstructionGrid(_FirstValidationBatch):
         return pairs.transpose(0, 1).flatten(0, 2), self.nrow  # row r: originals, then their reconstructions
 
 
-class LatentInterpolation(_FirstValidationBatch):
+class LatentInterpolation(_ValidationImages):
     """For each pair of validation images, decode ``steps`` evenly spaced codes between their codes.
 
     Row i runs from image 2i's code (left) to image 2i+1's (right); codes are ``encode`` outputs (the

@@ -26,7 +26,7 @@ ARCHITECTURES = ("dense", "conv")
 ImageShape = tuple[int, int, int]
 
 
-def _check_image_shape(image_shape: Sequence[int]) -> ImageShape:
+def check_image_shape(image_shape: Sequence[int]) -> ImageShape:
     if len(image_shape) != 3 or any(int(size) < 1 for size in image_shape):
         raise ValueError(f"image_shape: expected three positive sizes (C, H, W), got {tuple(image_shape)}")
     channels, height, width = (int(size) for size in image_shape)
@@ -55,7 +55,7 @@ class DenseEncoder(nn.Sequential):
     """Flatten → [Linear → ReLU] per hidden size → Linear(out_features)."""
 
     def __init__(self, image_shape: Sequence[int], hidden_sizes: Sequence[int], out_features: int) -> None:
-        pixels = math.prod(_check_image_shape(image_shape))
+        pixels = math.prod(check_image_shape(image_shape))
         super().__init__(nn.Flatten(), *_dense_stack([pixels, *hidden_sizes, out_features]))
 
 
@@ -63,13 +63,13 @@ class DenseDecoder(nn.Sequential):
     """The mirror of :class:`DenseEncoder`: code → hidden sizes reversed → pixel logits (B, C, H, W)."""
 
     def __init__(self, latent_dim: int, hidden_sizes: Sequence[int], image_shape: Sequence[int]) -> None:
-        shape = _check_image_shape(image_shape)
+        shape = check_image_shape(image_shape)
         widths = [latent_dim, *reversed(list(hidden_sizes)), math.prod(shape)]
         super().__init__(*_dense_stack(widths), nn.Unflatten(1, shape))
 
 
 def _check_conv_shape(image_shape: Sequence[int]) -> ImageShape:
-    shape = _check_image_shape(image_shape)
+    shape = check_image_shape(image_shape)
     if shape[1] % 4 or shape[2] % 4:
         raise ValueError(
             f"image_shape: the conv architecture halves H and W twice, so both must be multiples of 4; "
@@ -126,23 +126,28 @@ class ConvDecoder(nn.Sequential):
         )
 
 
-def make_encoder(
-    architecture: str, image_shape: Sequence[int], hidden_sizes: Sequence[int], out_features: int
-) -> nn.Module:
-    """``"dense"``: one Linear per hidden size; ``"conv"``: the conv trunk, then Linear(hidden_sizes[0])."""
-    check_choice("architecture", architecture, ARCHITECTURES)
-    if architecture == "dense":
-        return DenseEncoder(image_shape, hidden_sizes, out_features)
-    return ConvEncoder(image_shape, hidden_size=hidden_sizes[0], out_features=out_features)
+def make_encoder_decoder(
+    architecture: str,
+    image_shape: Sequence[int],
+    latent_dim: int,
+    hidden_sizes: Sequence[int],
+    encoder_outputs: int,
+) -> tuple[nn.Module, nn.Module]:
+    """An encoder (images → ``encoder_outputs`` numbers) and a decoder (``latent_dim`` → pixel logits).
 
-
-def make_decoder(
-    architecture: str, latent_dim: int, hidden_sizes: Sequence[int], image_shape: Sequence[int]
-) -> nn.Module:
+    ``"dense"``: one Linear per hidden size, mirrored in the decoder; ``"conv"``: the conv trunks with one
+    dense layer of ``hidden_sizes[0]`` units.
+    """
     check_choice("architecture", architecture, ARCHITECTURES)
+    if not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
+    if not hidden_sizes:
+        raise ValueError("hidden_sizes: expected at least one hidden width, got an empty sequence")
     if architecture == "dense":
-        return DenseDecoder(latent_dim, hidden_sizes, image_shape)
-    return ConvDecoder(latent_dim, image_shape, hidden_size=hidden_sizes[0])
+        encoder = DenseEncoder(image_shape, hidden_sizes, encoder_outputs)
+        return encoder, DenseDecoder(latent_dim, hidden_sizes, image_shape)
+    encoder = ConvEncoder(image_shape, hidden_size=hidden_sizes[0], out_features=encoder_outputs)
+    return encoder, ConvDecoder(latent_dim, image_shape, hidden_size=hidden_sizes[0])
 
 
 class Autoencoder(nn.Module):
@@ -164,14 +169,11 @@ class Autoencoder(nn.Module):
         hidden_sizes: Sequence[int] = (512, 128),
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
-        if not hidden_sizes:
-            raise ValueError("hidden_sizes: expected at least one hidden width, got an empty sequence")
-        self.image_shape = _check_image_shape(image_shape)
+        self.image_shape = check_image_shape(image_shape)
         self.latent_dim, self.architecture = latent_dim, architecture
-        self.encoder = make_encoder(architecture, image_shape, hidden_sizes, latent_dim)
-        self.decoder = make_decoder(architecture, latent_dim, hidden_sizes, image_shape)
+        self.encoder, self.decoder = make_encoder_decoder(
+            architecture, image_shape, latent_dim, hidden_sizes, encoder_outputs=latent_dim
+        )
 
     def encode(self, images: Tensor) -> Tensor:
         """(B, C, H, W) → codes (B, latent_dim)."""

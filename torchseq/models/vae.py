@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchseq.models.autoencoder import check_images, make_decoder, make_encoder
+from torchseq.models.autoencoder import check_image_shape, check_images, make_encoder_decoder
 
 
 def bernoulli_nll(logits: Tensor, images: Tensor) -> Tensor:
@@ -69,14 +69,15 @@ class VAE(nn.Module):
         hidden_sizes: Sequence[int] = (512,),
     ) -> None:
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
-        if not hidden_sizes:
-            raise ValueError("hidden_sizes: expected at least one hidden width, got an empty sequence")
-        self.image_shape = tuple(int(size) for size in image_shape)
+        self.image_shape = check_image_shape(image_shape)
         self.latent_dim, self.architecture = latent_dim, architecture
-        self.encoder = make_encoder(architecture, image_shape, hidden_sizes, 2 * latent_dim)  # μ ‖ log σ²
-        self.decoder = make_decoder(architecture, latent_dim, hidden_sizes, image_shape)
+        self.encoder, self.decoder = make_encoder_decoder(
+            architecture,
+            image_shape,
+            latent_dim,
+            hidden_sizes,
+            encoder_outputs=2 * latent_dim,  # μ ‖ log σ²
+        )
 
     def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(B, C, H, W) → (μ, log σ²), each (B, latent_dim)."""
