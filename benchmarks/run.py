@@ -109,19 +109,7 @@ def sides_for(shape: Shape, args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     args = parse_arguments(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available here")
-    if args.tf32 != "default":
-        # Both switches together, so the matmuls of the custom path and cuDNN use the same precision.
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
-    if args.compile or "compiled" in args.sides or args.compile_sweep:
-        # "compile s" must be a cold compilation, not a hit in the on-disk cache of an earlier run.
-        from torch._inductor import config as inductor_config
-
-        inductor_config.force_disable_caches = True
+    device, dtype = configure_torch(args)
     clock = make_clock(device, args.clock)
     machine = describe(device, dtype)
     settings = {
@@ -149,13 +137,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
                     side: None if args.no_memory else peak_memory_bytes(work, device)
                     for side, work in workloads.items()
                 }
-                row = Row(cell, shape, mode, timings, peaks, floor)
-                rows.append(row)
-                print(progress_line(row), flush=True)
+                rows.append(Row(cell, shape, mode, timings, peaks, floor))
+                print(progress_line(rows[-1]), flush=True)
                 paths = write_all(rows, machine, settings, folder)  # after every row: partial runs keep data
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return paths
+
+
+def configure_torch(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
+    """Threads, device check, TF32 and the compile cache, as the arguments ask."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available here")
+    if args.tf32 != "default":
+        # Both switches together, so the matmuls of the custom path and cuDNN use the same precision.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32 == "on"
+    if args.compile or "compiled" in args.sides or args.compile_sweep:
+        # "compile s" must be a cold compilation, not a hit in the on-disk cache of an earlier run.
+        from torch._inductor import config as inductor_config
+
+        inductor_config.force_disable_caches = True
+    return device, DTYPES[args.dtype]
 
 
 def progress_line(row: Row) -> str:
