@@ -116,7 +116,7 @@ def table_row(experiment: str, summaries: Sequence[dict[str, Any]], metrics: Seq
               regression: bool) -> list[str]:
     cells = [experiment, ",".join(str(summary["seed"]) for summary in summaries)]
     for name in metrics:
-        values = [summary["test"]["metrics"][name] for summary in summaries]
+        values = [summary["test"]["metrics"].get(name) for summary in summaries]
         cells.append(mean_std([value for value in values if value is not None]))
     cells.append(mean_std([s["best_epoch"] for s in summaries if s["best_epoch"] is not None], digits=1))
     cells.append(mean_std([s["fit_seconds"] for s in summaries], scale=1 / 60, digits=1))

@@ -83,6 +83,7 @@ class TorchseqCLI(LightningCLI):
             subclass_mode_data=True,
             trainer_defaults={
                 "logger": DEFAULT_LOGGER,
+                "default_root_dir": RUNS_DIR,  # where outputs go with `logger: false`: not the working folder
                 "callbacks": [TrainingCurves(), MetricsSummary(), RNGState()],
             },
             save_config_kwargs={"overwrite": True},
@@ -101,15 +102,20 @@ class TorchseqCLI(LightningCLI):
         )
 
     # -- instantiation -----------------------------------------------------------------------------
+    @property
+    def run_config(self) -> Any:
+        """This run's config: the subcommand's section (the whole config with ``run=False``)."""
+        return self.config.get(str(self.subcommand), self.config)
+
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+        config = self.run_config
         logger = config.trainer.logger
         if getattr(getattr(logger, "init_args", None), "name", "") is None:
             logger.init_args.name = experiment_name(config.get("config") or [])
 
     def instantiate_classes(self) -> None:
         """Build data, task and trainer; fail with a :class:`ConfigurationError` naming the cause."""
-        configured = configured_data_attributes(self.config[self.subcommand].model)
+        configured = configured_data_attributes(self.run_config.model)
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, OSError) as error:
@@ -126,7 +132,7 @@ class TorchseqCLI(LightningCLI):
         drop_skipped_links(self.model)
         summary = self.summary_callback
         if summary is not None:
-            summary.config_paths = [str(path) for path in self.config[self.subcommand].get("config") or []]
+            summary.config_paths = [str(path) for path in self.run_config.get("config") or []]
 
     @property
     def summary_callback(self) -> MetricsSummary | None:

@@ -51,6 +51,10 @@ class MetricsSummary(EpochHistory):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self.write(trainer, pl_module)  # a long run's progress can be read while it trains
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._started is not None:
             self.fit_seconds += time.perf_counter() - self._started
@@ -102,7 +106,7 @@ class MetricsSummary(EpochHistory):
             "world_size": trainer.world_size,  # processes (devices × nodes) that trained
             "epochs": len(self.history),
             "global_step": trainer.global_step,
-            "fit_seconds": round(self.fit_seconds, 3),
+            "fit_seconds": round(self.fit_seconds + self._running_seconds(), 3),
             "monitor": monitor,
             "best_checkpoint": best_path,
             "best_epoch": None if best is None else best["epoch"],
@@ -112,6 +116,10 @@ class MetricsSummary(EpochHistory):
             "history": self.history,
             "files": _files(directory),
         }
+
+    def _running_seconds(self) -> float:
+        """Time of the fit in progress (0 between fits)."""
+        return 0.0 if self._started is None else time.perf_counter() - self._started
 
     def _best_row(self, monitor: str | None, mode: str) -> dict[str, float] | None:
         """The epoch the checkpoint callback judged best (the last one when nothing is monitored)."""

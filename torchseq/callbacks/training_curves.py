@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections import defaultdict
 
 import lightning as L
@@ -16,12 +18,24 @@ class TrainingCurves(EpochHistory):
     Metrics are grouped by the name after the stage prefix, so ``train/loss`` and ``val/loss`` share the
     "loss" panel and ``val/acc`` sits with ``train/acc``. Works for any task that logs epoch values. The
     history travels in checkpoints, so a resumed run keeps drawing the whole curve.
+
+    The figure is redrawn after an epoch when ``every_seconds`` have passed since the last drawing, and
+    always at the end: drawing takes about a second, longer than an epoch of a small UCR problem.
     """
 
     file_name = "training_curves.png"
 
+    def __init__(self, every_seconds: float = 30.0) -> None:
+        super().__init__()
+        self.every_seconds = every_seconds
+        self._drawn_at = -math.inf
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        if trainer.is_global_zero and time.monotonic() - self._drawn_at >= self.every_seconds:
+            self.draw(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self.draw(trainer)
 
@@ -48,3 +62,4 @@ class TrainingCurves(EpochHistory):
         path = run_dir(trainer) / self.file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110)
+        self._drawn_at = time.monotonic()
