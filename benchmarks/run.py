@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -160,6 +161,7 @@ def configure_torch(args: argparse.Namespace) -> tuple[torch.device, torch.dtype
         from torch._inductor import config as inductor_config
 
         inductor_config.force_disable_caches = True
+        warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # says just that, per row
     return device, DTYPES[args.dtype]
 
 
