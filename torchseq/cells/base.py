@@ -7,7 +7,7 @@ loop only over the recurrent part. ``forward`` is the one-step API of ``torch.nn
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from torchseq.init import initialise_cell_
 
 #: A cell's recurrent state: ``h`` for RNN/GRU, ``(h, c)`` for the LSTM.
-State = Union[Tensor, tuple[Tensor, Tensor]]
+State: TypeAlias = Tensor | tuple[Tensor, Tensor]
 
 
 class RecurrentCell(nn.Module):

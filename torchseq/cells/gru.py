@@ -57,7 +57,7 @@ class GRUCell(RecurrentCell):
             n = torch.tanh(x_n + r * h_n)          # candidate state
         else:
             H = self.hidden_size
-            b_rz, b_n = (None, None) if self.bias_hh is None else (self.bias_hh[: 2 * H], self.bias_hh[2 * H :])
+            b_rz, b_n = (None, None) if self.bias_hh is None else self.bias_hh.split([2 * H, H])
             h_r, h_z = F.linear(h, self.weight_hh[: 2 * H], b_rz).chunk(2, dim=-1)
             r = torch.sigmoid(x_r + h_r)                                     # reset gate
             z = torch.sigmoid(x_z + h_z)                                     # update gate

@@ -39,7 +39,9 @@ class LSTMCell(RecurrentCell):
         **options,
     ) -> None:
         if not isinstance(proj_size, int) or proj_size < 0 or (proj_size and proj_size >= hidden_size):
-            raise ValueError(f"proj_size: expected an int in [0, hidden_size={hidden_size}), got {proj_size!r}")
+            raise ValueError(
+                f"proj_size: expected an int in [0, hidden_size={hidden_size}), got {proj_size!r}"
+            )
         super().__init__(input_size, hidden_size, bias, recurrent_size=proj_size or hidden_size, **options)
         self.proj_size = proj_size
         if proj_size:

@@ -38,7 +38,7 @@ def step_mask(lengths: Tensor, steps: int, device: torch.device) -> Tensor:
 
 def keep_where(mask: Tensor, new: State, old: State) -> State:
     if isinstance(new, tuple):
-        return tuple(torch.where(mask, n, o) for n, o in zip(new, old))  # type: ignore[return-value]
+        return tuple(torch.where(mask, n, o) for n, o in zip(new, old, strict=True))  # type: ignore[return-value]
     return torch.where(mask, new, old)
 
 
