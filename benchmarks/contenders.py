@@ -47,13 +47,21 @@ def build_sides(
     return modules
 
 
-def workload(module: RecurrentLayers, side: str, mode: str, x: Tensor, grad_output: Tensor) -> Workload:
-    """The call a side makes for ``mode``; the module is compiled here for the ``compiled`` side."""
+def workload(
+    module: RecurrentLayers,
+    side: str,
+    mode: str,
+    x: Tensor,
+    grad_output: Tensor,
+    compile_mode: str = "default",
+) -> Workload:
+    """The call a side makes for ``mode``; the module is compiled here for the ``compiled`` side
+    (``compile_mode="reduce-overhead"`` adds CUDA graphs on a GPU)."""
     if side == "compiled":
         # A fresh start per row: dynamo stops compiling a function after a few recompilations (new
         # shapes, new modules) and silently runs it eagerly, which would make later rows meaningless.
         torch.compiler.reset()
-    call = torch.compile(module, dynamic=False) if side == "compiled" else module
+    call = torch.compile(module, dynamic=False, mode=compile_mode) if side == "compiled" else module
     use_kernels = side != "reference"
 
     if mode == "forward":

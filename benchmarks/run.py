@@ -44,6 +44,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--modes", default=",".join(MODES), help="forward and/or forward+backward")
     parser.add_argument("--sides", default="fused,custom,reference", help=f"subset of {','.join(SIDES)}")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile side where T is small")
+    parser.add_argument("--compile-mode", default="default",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="torch.compile mode of the compiled side (reduce-overhead: CUDA graphs)")
     parser.add_argument("--compile-max-steps", type=int, default=30,
                         help="compile only shapes with T at most this (compile time grows with T)")
     parser.add_argument("--compile-sweep", default="",
@@ -115,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     machine = describe(device, dtype)
     settings = {
         "clock": clock.name, "repeats": args.repeats, "budget_s": args.budget, "warmup": args.warmup,
-        "seed": args.seed,
+        "seed": args.seed, "compile_mode": args.compile_mode,
         "forward": "torch.no_grad() inference", "forward+backward": "output.backward(fixed random gradient)",
     }
     folder = args.out / (args.tag or machine_tag(machine))
@@ -131,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
             for mode in args.modes:
                 modules = build_sides(cell, shape, sides_for(shape, args), device, dtype, args.seed)
                 workloads = {
-                    side: workload(module, side, mode, x, grad_output) for side, module in modules.items()
+                    side: workload(module, side, mode, x, grad_output, args.compile_mode)
+                    for side, module in modules.items()
                 }
                 timings = time_interleaved(workloads, clock, args.warmup, args.repeats, args.budget)
                 peaks = {
