@@ -56,7 +56,8 @@ def markdown(rows: Sequence[Row], machine: dict, settings: dict) -> str:
         f"load average at start {_load(machine)}.",
         "",
         "Ratios are side / fused (lower is better, < 1 beats the fused kernel). The floor is the time of the "
-        "layer's matrix products batched into one GEMM per layer and direction (×3 with backward); "
+        "layer's matrix products batched into one GEMM per layer and direction (backward: scaled by its "
+        "FLOP, ×3 less the input gradient of data); "
         "`/floor` is how many floors a side takes. Peak memory: extra bytes allocated during one call.",
         "",
     ]
