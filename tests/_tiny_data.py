@@ -30,7 +30,28 @@ def pad(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, t
     return pad_sequence(list(sequences), batch_first=True), torch.stack(targets), lengths
 
 
-class TinySequenceData(L.LightningDataModule):
+class TinySplits(L.LightningDataModule):
+    """Three fixed splits in ``self.parts`` served in order (no shuffling: runs are exactly repeatable)."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.parts: dict[str, Dataset] = {}
+
+    def loader(self, name: str) -> DataLoader:
+        return DataLoader(self.parts[name], batch_size=self.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+class TinySequenceData(TinySplits):
     def __init__(
         self,
         size: int = 96,
@@ -41,11 +62,11 @@ class TinySequenceData(L.LightningDataModule):
         batch_size: int = 16,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size)
         self.input_size, self.sequence_length = input_size, sequence_length
         self.num_classes = 0 if regression else 2
         self.size, self.variable_length, self.regression = size, variable_length, regression
-        self.batch_size, self.seed = batch_size, seed
+        self.seed = seed
 
     def setup(self, stage: str | None = None) -> None:
         generator = torch.Generator().manual_seed(self.seed)
@@ -66,18 +87,8 @@ class TinySequenceData(L.LightningDataModule):
         }
 
     def loader(self, name: str) -> DataLoader:
-        if self.variable_length:
-            return DataLoader(self.parts[name], batch_size=self.batch_size, collate_fn=pad)
-        return DataLoader(self.parts[name], batch_size=self.batch_size)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        collate = pad if self.variable_length else None
+        return DataLoader(self.parts[name], batch_size=self.batch_size, collate_fn=collate)
 
     def predict_dataloader(self) -> DataLoader:
         return self.loader("test")

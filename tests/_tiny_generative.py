@@ -12,33 +12,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from _tiny_data import TinySplits
+from torch.utils.data import TensorDataset
 
 SPLITS = ("train", "val", "test")
 
 
-class _TinySplits(L.LightningDataModule):
-    """Three fixed splits served in order (no shuffling: runs are exactly repeatable)."""
-
-    def __init__(self, batch_size: int) -> None:
-        super().__init__()
-        self.batch_size = batch_size
-        self.parts: dict[str, TensorDataset] = {}
-
-    def loader(self, name: str) -> DataLoader:
-        return DataLoader(self.parts[name], batch_size=self.batch_size)
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
-
-
-class TinyImages(_TinySplits):
+class TinyImages(TinySplits):
     def __init__(self, size: int = 48, side: int = 28, num_classes: int = 4, batch_size: int = 16) -> None:
         super().__init__(batch_size)
         self.image_shape = (1, side, side)
@@ -55,7 +35,7 @@ class TinyImages(_TinySplits):
             self.parts[name] = TensorDataset(images, labels)
 
 
-class TinyWindows(_TinySplits):
+class TinyWindows(TinySplits):
     input_size = 1
 
     def __init__(self, size: int = 32, window: int = 12, batch_size: int = 8) -> None:
