@@ -54,14 +54,30 @@ CALL_ERRORS = {
                   r"hx: expected device cpu \(the parameters'\), got meta"),
     "hx not a tensor": (torchseq.RNN, lambda m: m(x, "h0"), TypeError,
                         r"hx: expected a torch\.Tensor, got str"),
+    "hx unbatched missing layer dimension": (torchseq.GRU, lambda m: m(x[:, 0], zeros(4)), ValueError,
+                                             r"hx: expected shape \(1, 4\), got \(4,\)"),
+    "gru hx a 1-tuple": (torchseq.GRU, lambda m: m(x, (zeros(1, 2, 4),)), TypeError,
+                         r"hx: expected a torch\.Tensor h_0, got tuple of length 1"),
+    "gru hx an lstm-style pair": (torchseq.GRU, lambda m: m(x, (zeros(1, 2, 4),) * 2), TypeError,
+                                  r"hx: expected a torch\.Tensor h_0, got tuple of length 2"),
+    "rnn hx a list": (torchseq.RNN, lambda m: m(x, [zeros(1, 2, 4)]), TypeError,
+                      r"hx: expected a torch\.Tensor h_0, got list of length 1"),
+    "rnn unbatched hx a 1-tuple": (torchseq.RNN, lambda m: m(x[:, 0], (zeros(1, 4),)), TypeError,
+                                   r"hx: expected a torch\.Tensor h_0, got tuple of length 1"),
     "lstm hx not a tuple": (torchseq.LSTM, lambda m: m(x, zeros(1, 2, 4)), TypeError,
                             r"hx: expected a tuple \(h_0, c_0\), got Tensor"),
+    "lstm unbatched hx not a tuple": (torchseq.LSTM, lambda m: m(x[:, 0], zeros(1, 4)), TypeError,
+                                      r"hx: expected a tuple \(h_0, c_0\), got Tensor"),
+    "lstm hx of one": (torchseq.LSTM, lambda m: m(x, (zeros(1, 2, 4),)), ValueError,
+                       r"hx: expected 2 tensor\(s\), got 1"),
     "lstm hx of three": (torchseq.LSTM, lambda m: m(x, (zeros(1, 2, 4),) * 3), ValueError,
                          r"hx: expected 2 tensor\(s\), got 3"),
     "lstm c_0 shape": (torchseq.LSTM, lambda m: m(x, (zeros(1, 2, 4), zeros(1, 2, 5))), ValueError,
                        r"hx\[1\]: expected shape \(1, 2, 4\), got \(1, 2, 5\)"),
     "lstm c_0 dtype": (torchseq.LSTM, lambda m: m(x, (zeros(1, 2, 4), zeros(1, 2, 4).double())), TypeError,
                        r"hx\[1\]: expected dtype torch\.float32"),
+    "lstm h_0 device": (torchseq.LSTM, lambda m: m(x, (zeros(1, 2, 4, device="meta"), zeros(1, 2, 4))),
+                        ValueError, r"hx\[0\]: expected device cpu \(the parameters'\), got meta"),
     "lengths longer than T": (torchseq.GRU, lambda m: m(x, lengths=torch.tensor([6, 2])), ValueError,
                               r"lengths: expected every length in \[1, T=5\], got min 2 and max 6"),
     "lengths zero": (torchseq.GRU, lambda m: m(x, lengths=torch.tensor([0, 2])), ValueError,
@@ -98,6 +114,25 @@ def test_layout_in_the_message_follows_batch_first() -> None:
         torchseq.GRU(3, 4, batch_first=True)(zeros(2, 5, 3, 1))
     with pytest.raises(ValueError, match=r"empty sequence \(T=0\) in shape \(2, 0, 3\)"):
         torchseq.GRU(3, 4, batch_first=True)(zeros(2, 0, 3))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_lstm_takes_hx_as_a_list_too_like_torch_nn(impl: str) -> None:
+    torch.manual_seed(0)
+    ours = torchseq.LSTM(3, 4, impl=impl)
+    state = (torch.randn(1, 2, 4), torch.randn(1, 2, 4))
+    theirs = ours.to_torch()
+    for given in (state, list(state)):
+        torch.testing.assert_close(ours(x, given), theirs(x, state))
+
+
+def test_lstm_cell_takes_hx_as_a_list_too_like_torch_nn() -> None:
+    torch.manual_seed(0)
+    ours, state = torchseq.LSTMCell(3, 4), (torch.randn(4), torch.randn(4))
+    theirs = nn.LSTMCell(3, 4)
+    theirs.load_state_dict(ours.state_dict())
+    for given in (state, list(state)):
+        torch.testing.assert_close(ours(x[0, 0], given), theirs(x[0, 0], state))
 
 
 def test_projected_lstm_expects_h_of_proj_size() -> None:
@@ -181,7 +216,9 @@ CELL_ERRORS = {
     "hx device": (torchseq.GRUCell, lambda c: c(zeros(2, 3), zeros(2, 4, device="meta")), ValueError,
                   r"hx: expected device cpu \(the parameters'\), got meta"),
     "gru hx a tuple": (torchseq.GRUCell, lambda c: c(zeros(2, 3), (zeros(2, 4),)), TypeError,
-                       r"hx: expected a torch\.Tensor h_0, got tuple"),
+                       r"hx: expected a torch\.Tensor h_0, got tuple of length 1"),
+    "rnn hx a list": (torchseq.RNNCell, lambda c: c(zeros(2, 3), [zeros(2, 4)]), TypeError,
+                      r"hx: expected a torch\.Tensor h_0, got list of length 1"),
     "lstm hx not a tuple": (torchseq.LSTMCell, lambda c: c(zeros(2, 3), zeros(2, 4)), TypeError,
                             r"hx: expected a tuple \(h_0, c_0\), got Tensor"),
     "lstm hx of one": (torchseq.LSTMCell, lambda c: c(zeros(2, 3), (zeros(2, 4),)), ValueError,

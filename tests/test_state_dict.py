@@ -161,6 +161,47 @@ def test_strict_loading_catches_unexpected_keys() -> None:
         torchseq.GRU(3, 4).load_state_dict(state)
 
 
-def test_loading_a_differently_sized_checkpoint_fails() -> None:
-    with pytest.raises(RuntimeError, match=r"size mismatch .* torch\.Size\(\[15, 3\]\)"):
-        torchseq.GRU(3, 4).load_state_dict(nn.GRU(3, 5).state_dict())
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_differently_sized_checkpoint_is_refused_under_torch_nn_keys(strict: bool) -> None:
+    ours = torchseq.GRU(3, 4, num_layers=2, bidirectional=True)
+    theirs = nn.GRU(3, 5, num_layers=2, bidirectional=True)
+    with pytest.raises(RuntimeError) as refused:
+        ours.load_state_dict(theirs.state_dict(), strict=strict)
+    message = str(refused.value)
+    for key, value in theirs.state_dict().items():
+        expected = tuple(ours.state_dict()[key].shape)
+        assert (f"size mismatch for {key}: expected shape {expected} (the current model's), "
+                f"got {tuple(value.shape)} from the checkpoint") in message
+    assert "stack." not in message and "cell." not in message  # nothing of our internal layout
+
+
+def test_a_size_mismatch_inside_a_parent_names_the_prefixed_torch_nn_key() -> None:
+    state = TorchEncoder().state_dict()
+    state["rnn.weight_hr_l1_reverse"] = torch.zeros(3, 4)
+    with pytest.raises(RuntimeError, match=r"size mismatch for rnn\.weight_hr_l1_reverse: "
+                                           r"expected shape \(2, 4\) .*, got \(3, 4\) from the checkpoint"):
+        Encoder().load_state_dict(state, strict=False)
+
+
+def test_a_non_tensor_in_the_checkpoint_is_refused_under_its_torch_nn_key() -> None:
+    state = nn.LSTM(3, 4).state_dict() | {"bias_hh_l0": [0.0] * 16}
+    with pytest.raises(RuntimeError, match=r"bias_hh_l0: expected a torch\.Tensor, got list"):
+        torchseq.LSTM(3, 4).load_state_dict(state)
+
+
+def test_a_refused_load_leaves_the_mismatched_parameter_alone() -> None:
+    ours = torchseq.RNN(3, 4)
+    before = ours.state_dict()
+    state = nn.RNN(3, 4).state_dict() | {"weight_hh_l0": torch.zeros(4, 5)}
+    with pytest.raises(RuntimeError, match=r"size mismatch for weight_hh_l0"):
+        ours.load_state_dict(state)
+    assert torch.equal(ours.state_dict()["weight_hh_l0"], before["weight_hh_l0"])
+
+
+def test_from_torch_refuses_a_module_whose_parameters_do_not_fit_its_configuration() -> None:
+    theirs = nn.LSTM(3, 4)
+    theirs.weight_hh_l0 = nn.Parameter(torch.zeros(16, 5))  # replaced after construction
+    with pytest.raises(ValueError, match=r"(?s)module: its parameters do not fit its own configuration .*"
+                                         r"size mismatch for weight_hh_l0: expected shape \(16, 4\) .*, "
+                                         r"got \(16, 5\)"):
+        torchseq.LSTM.from_torch(theirs)

@@ -34,6 +34,22 @@ def check_shape(name: str, tensor: Tensor, expected: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected shape {tuple(expected)}, got {tuple(tensor.shape)}")
 
 
+def unpack_state(hx: Any, parts: int) -> tuple[Any, ...]:
+    """``hx`` as a tuple of its ``parts`` tensors: a bare tensor ``h_0`` (RNN, GRU) when ``parts`` is 1,
+    else a tuple or list ``(h_0, c_0)`` (LSTM), as ``torch.nn`` takes them. The tensors are checked by
+    the caller."""
+    if parts == 1:
+        if isinstance(hx, tuple | list):
+            # A (h_0,) or an LSTM-style (h_0, c_0) would otherwise be half-accepted or fail deep inside.
+            raise TypeError(f"hx: expected a torch.Tensor h_0, got {type(hx).__name__} of length {len(hx)}")
+        return (hx,)
+    if not isinstance(hx, tuple | list):
+        raise TypeError(f"hx: expected a tuple (h_0, c_0), got {type(hx).__name__}")
+    if len(hx) != parts:
+        raise ValueError(f"hx: expected {parts} tensor(s), got {len(hx)}")
+    return tuple(hx)
+
+
 def check_sequence_input(
     input: Tensor, *, input_size: int, batch_first: bool, parameter: Tensor, check_finite: bool
 ) -> bool:
@@ -91,13 +107,8 @@ def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
         return input.dim() == 2
     batch = (input.shape[0],) if input.dim() == 2 else ()
     expected = cell.initial_state(1, cell.weight_ih)
-    if isinstance(hx, tuple) != isinstance(expected, tuple):
-        wanted = "a tuple (h_0, c_0)" if isinstance(expected, tuple) else "a torch.Tensor h_0"
-        raise TypeError(f"hx: expected {wanted}, got {type(hx).__name__}")
-    states = hx if isinstance(hx, tuple) else (hx,)
     templates = expected if isinstance(expected, tuple) else (expected,)
-    if len(states) != len(templates):
-        raise ValueError(f"hx: expected {len(templates)} tensor(s), got {len(states)}")
+    states = unpack_state(hx, len(templates))
     for index, (state, template) in enumerate(zip(states, templates, strict=True)):
         name = f"hx[{index}]" if len(templates) > 1 else "hx"
         check_tensor_like(name, state, cell.weight_ih)

@@ -100,6 +100,8 @@ class RecurrentCell(nn.Module):
         from torchseq.checks import check_cell_call  # local: checks imports cells for type names
 
         batched = check_cell_call(self, input, hx)
+        if isinstance(hx, list):  # torch.nn.LSTMCell takes [h_0, c_0] as well as (h_0, c_0)
+            hx = tuple(hx)
         if not batched:
             input = input.unsqueeze(0)
             if hx is not None:

@@ -32,7 +32,14 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from torchseq.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from torchseq.cells.base import State
-from torchseq.checks import check_choice, check_lengths, check_sequence_input, check_shape, check_tensor_like
+from torchseq.checks import (
+    check_choice,
+    check_lengths,
+    check_sequence_input,
+    check_shape,
+    check_tensor_like,
+    unpack_state,
+)
 from torchseq.fused import make_template, named_torch_parameters, run_fused
 from torchseq.init import check_init_name
 from torchseq.recurrent.bidirectional import MERGE_MODES, Bidirectional, merge_directions
@@ -116,6 +123,16 @@ class RecurrentLayers(nn.Module):
         return 2 if self.bidirectional else 1
 
     @property
+    def mode(self) -> str:
+        """``torch.nn``'s name for the recurrence: ``"LSTM"``, ``"GRU"``, ``"RNN_TANH"`` or ``"RNN_RELU"``."""
+        return self.torch_class.__name__
+
+    @property
+    def proj_size(self) -> int:
+        """Size of the projection of h: 0 (none), as on every ``torch.nn.RNNBase``; only the LSTM has one."""
+        return 0
+
+    @property
     def impl(self) -> str:
         return self._impl
 
@@ -162,7 +179,11 @@ class RecurrentLayers(nn.Module):
         config["batch_first"] = module.batch_first
         parameter = next(module.parameters())
         ours = cls(**config, **options, device=parameter.device, dtype=parameter.dtype)
-        ours.load_state_dict(module.state_dict())
+        try:
+            ours.load_state_dict(module.state_dict())
+        except RuntimeError as error:  # parameters replaced after construction, or a subclass adding some
+            raise ValueError(f"module: its parameters do not fit its own configuration {config}: {error}") \
+                from error
         return ours
 
     def to_torch(self) -> nn.RNNBase:
@@ -200,13 +221,8 @@ class RecurrentLayers(nn.Module):
                     )
                 return self._carried_state
             return tuple(like.new_zeros(*leading, size) for size in sizes)
-        states = hx if isinstance(hx, tuple | list) else (hx,)
-        if len(sizes) > 1 and not isinstance(hx, tuple | list):
-            raise TypeError(f"hx: expected a tuple (h_0, c_0), got {type(hx).__name__}")
-        if len(states) != len(sizes):
-            raise ValueError(f"hx: expected {len(sizes)} tensor(s), got {len(states)}")
         checked = []
-        for index, (state, size) in enumerate(zip(states, sizes, strict=True)):
+        for index, (state, size) in enumerate(zip(unpack_state(hx, len(sizes)), sizes, strict=True)):
             name = f"hx[{index}]" if len(sizes) > 1 else "hx"
             check_tensor_like(name, state, like)
             expected = (*leading, size) if batched else (leading[0], size)
@@ -340,10 +356,33 @@ def _rename_to_torch_keys(
             state_dict[prefix + torch_name] = state_dict.pop(prefix + own)
 
 
-def _rename_from_torch_keys(module: RecurrentLayers, state_dict: dict, prefix: str, *args: Any) -> None:
+def _rename_from_torch_keys(
+    module: RecurrentLayers, state_dict: dict, prefix: str, local_metadata: Any, strict: bool,
+    missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str],
+) -> None:
+    """Rename torch.nn's keys to ours, checking each value first so that errors name the torch.nn key."""
+    parameters = dict(module.named_parameters())
     for own, torch_name in _key_map(module).items():
-        if prefix + torch_name in state_dict:
-            state_dict[prefix + own] = state_dict.pop(prefix + torch_name)
+        if prefix + torch_name not in state_dict:
+            continue
+        value = state_dict.pop(prefix + torch_name)
+        problem = _checkpoint_value_problem(prefix + torch_name, value, parameters[own])
+        if problem:
+            error_msgs.append(problem)
+            # Loading the parameter onto itself is a no-op that keeps torch from reporting the same
+            # problem again under our internal key (stack.layers.0.cell.weight_ih) or as a missing key.
+            value = parameters[own]
+        state_dict[prefix + own] = value
+
+
+def _checkpoint_value_problem(key: str, value: Any, parameter: Tensor) -> str | None:
+    """What is wrong with the checkpoint's ``value`` at ``key`` for ``parameter`` (None if it loads)."""
+    if not isinstance(value, Tensor):
+        return f"{key}: expected a torch.Tensor, got {type(value).__name__}"
+    if value.shape != parameter.shape:
+        return (f"size mismatch for {key}: expected shape {tuple(parameter.shape)} (the current model's), "
+                f"got {tuple(value.shape)} from the checkpoint")
+    return None
 
 
 def _report_missing_keys_in_torch_names(module: RecurrentLayers, incompatible_keys: Any) -> None:
@@ -382,6 +421,10 @@ class RNN(RecurrentLayers):
     @property
     def nonlinearity(self) -> str:
         return self.cell_options["nonlinearity"]
+
+    @property
+    def mode(self) -> str:
+        return f"RNN_{self.nonlinearity.upper()}"
 
     def torch_config(self) -> dict[str, Any]:
         return super().torch_config() | {"nonlinearity": self.nonlinearity}
