@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightning as L
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from torchseq.data.augment import Transform, TransformedInputs
 from torchseq.data.variable_length import pad_collate
 
 
@@ -69,12 +70,16 @@ class SplitDataModule(L.LightningDataModule, ABC):
     num_classes: int
     sequence_length: int
     variable_length: bool = False
+    #: Applied to every training input as it is drawn (augmentation; see :mod:`torchseq.data.augment`).
+    train_transform: Transform | None = None
 
     def __init__(self, batch_size: int, num_workers: int, seed: int) -> None:
         super().__init__()
         # The concrete class's own arguments, so that type(self)(**self.hparams) rebuilds it (as loading a
         # checkpoint does); intermediate bases receive derived values (e.g. ``side``) that must not appear.
-        self.save_hyperparameters(*inspect.signature(type(self)).parameters)
+        # A transform object stays out: checkpoints hold plain values (the run's config.yaml records it).
+        arguments = [name for name in inspect.signature(type(self)).parameters if name != "train_transform"]
+        self.save_hyperparameters(*arguments)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.num_workers = check_positive_int("num_workers", num_workers, minimum=0)
         self.seed = seed
@@ -86,7 +91,10 @@ class SplitDataModule(L.LightningDataModule, ABC):
 
     def setup(self, stage: str | None = None) -> None:
         if self._splits is None:
-            self._splits = self.build_splits()
+            splits = self.build_splits()
+            if self.train_transform is not None:
+                splits = replace(splits, train=TransformedInputs(splits.train, self.train_transform))
+            self._splits = splits
             rank_zero_info(self.describe())
 
     @property

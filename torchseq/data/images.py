@@ -5,6 +5,9 @@ As a sequence an S×S image is S timesteps of S features: row t is the input at 
 
 - ``as_images=False``: batches ``(x (B, S, S) float32, y (B,) int64)``;
 - ``as_images=True``:  batches ``(x (B, 1, S, S) float32, y (B,) int64)``.
+
+``train_transform`` augments the training images (either layout): an image transform, e.g. torchvision's
+``v2.RandomAffine``, that sees each training digit as a (1, S, S) image every time it is drawn.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from torchseq.data.augment import AsImage, ImageTransform, check_transform
 from torchseq.data.base import SplitDataModule, Splits
 from torchseq.data.files import locate_data_file
 from torchseq.data.split import check_fractions, split_indices
@@ -24,12 +28,22 @@ class DigitImagesDataModule(SplitDataModule):
 
     num_classes = 10
 
-    def __init__(self, side: int, as_images: bool, batch_size: int, num_workers: int, seed: int) -> None:
+    def __init__(
+        self,
+        side: int,
+        as_images: bool,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        train_transform: ImageTransform | None = None,
+    ) -> None:
         super().__init__(batch_size, num_workers, seed)
         self.as_images = as_images
         self.input_size = side
         self.sequence_length = side
         self.image_shape = (1, side, side)
+        if check_transform("train_transform", train_transform) is not None:
+            self.train_transform = AsImage(train_transform, self.image_shape)
 
     def to_dataset(self, pixels: torch.Tensor, labels: torch.Tensor) -> TensorDataset:
         """``pixels`` (N, side, side) or (N, side·side) float in [0, 1]; ``labels`` (N,) int64."""
@@ -60,8 +74,9 @@ class PixelTableDataModule(DigitImagesDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         data_dir: str | None = None,
+        train_transform: ImageTransform | None = None,
     ) -> None:
-        super().__init__(self.side, as_images, batch_size, num_workers, seed)
+        super().__init__(self.side, as_images, batch_size, num_workers, seed, train_transform)
         check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
         self.fractions = (1.0 - val_fraction - test_fraction, val_fraction, test_fraction)
         self.path = locate_data_file(data_dir, self.package, self.package_folder, self.file_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torchseq.data.augment import ImageTransform
 from torchseq.data.base import Splits
 from torchseq.data.images import DigitImagesDataModule
 from torchseq.data.split import check_fractions, split_indices
@@ -35,8 +36,9 @@ class MNISTDataModule(DigitImagesDataModule):
         num_workers: int = 0,
         seed: int = 0,
         val_fraction: float = 0.1,
+        train_transform: ImageTransform | None = None,
     ) -> None:
-        super().__init__(28, as_images, batch_size, num_workers, seed)
+        super().__init__(28, as_images, batch_size, num_workers, seed, train_transform)
         check_fractions(val_fraction=val_fraction)
         self.root = root
         self.val_fraction = val_fraction
