@@ -195,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed: list[Run] = []
     if not options.collect_only:
         threads = max(1, (os.cpu_count() or 1) // options.jobs)
-        print(f"{len(runs)} runs, {options.jobs} at a time, {threads} thread(s) each", flush=True)
+        shown = os.environ.get("OMP_NUM_THREADS", threads)  # a caller's OMP_NUM_THREADS wins (see execute)
+        print(f"{len(runs)} runs, {options.jobs} at a time, {shown} thread(s) each", flush=True)
         with ThreadPoolExecutor(options.jobs) as pool:
             outcomes = list(pool.map(lambda run: execute(run, extra, threads), runs))
         failed = [run for run, status, _ in outcomes if status != 0]
