@@ -35,6 +35,8 @@ CASES = {
     "lstm_fcn_gunpoint_dropout": (
         "gunpoint_lstm_fcn.yaml", ["--model.init_args.model.init_args.channels", "[8, 8, 8]"]
     ),
+    # the default experiment: every training digit randomly rotated/shifted/scaled as it is drawn
+    "lstm_mnist5k_augmented": ("mnist5k_lstm.yaml", []),
 }
 
 
