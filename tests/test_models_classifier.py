@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchseq.models import LSTMFCN, RecurrentClassifier, masked_mean
+from torchseq.models import FCN, LSTMFCN, RecurrentClassifier, masked_mean
 from torchseq.models.lstm_fcn import ConvolutionBlock, MaskedBatchNorm1d
 
 LENGTHS = torch.tensor([6, 2, 4])
@@ -76,6 +76,16 @@ def test_lstm_fcn_ignores_padding_in_eval_mode() -> None:
     assert_padding_invariant(model, padded_batch(), LENGTHS)
 
 
+def test_fcn_is_lstm_fcn_without_its_recurrent_branch() -> None:
+    torch.manual_seed(0)
+    fcn = FCN(3, 4, channels=(6, 7, 5)).double().eval()
+    assert_padding_invariant(fcn, padded_batch(), LENGTHS)
+    lstm_fcn = LSTMFCN(3, 4, hidden_size=5, channels=(6, 7, 5)).double().eval()
+    lstm_fcn.encoder.convolutional.load_state_dict(fcn.encoder.state_dict())
+    x = padded_batch()
+    torch.testing.assert_close(lstm_fcn.encoder(x, LENGTHS)[:, 5:], fcn.encoder(x, LENGTHS), rtol=0, atol=0)
+
+
 def test_masked_batch_norm_uses_and_writes_real_steps_only() -> None:
     torch.manual_seed(0)
     x = torch.randn(3, 4, 6, dtype=torch.float64)                        # (B, C, T)
@@ -104,8 +114,8 @@ def test_convolution_block_pads_like_same_padding(kernel_size: int) -> None:
 @pytest.mark.parametrize(
     "model",
     [RecurrentClassifier(3, 4, hidden_size=5, num_layers=2, dropout=0.2, head_dropout=0.1),
-     LSTMFCN(3, 4, channels=(4, 5, 6))],
-    ids=["recurrent", "lstm_fcn"],
+     LSTMFCN(3, 4, channels=(4, 5, 6)), FCN(3, 4, channels=(4, 5, 6))],
+    ids=["recurrent", "lstm_fcn", "fcn"],
 )
 def test_every_parameter_learns(model: nn.Module) -> None:
     x = padded_batch().float()
