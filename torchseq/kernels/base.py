@@ -21,7 +21,9 @@ def folded_bias(cell: RecurrentCell, recurrent_rows: int | None = None) -> Tenso
     """
     if cell.bias_ih is None or cell.bias_hh is None:
         return cell.bias_ih
-    rows = cell.bias_hh.shape[0] if recurrent_rows is None else recurrent_rows
+    if recurrent_rows is None:
+        return cell.bias_ih + cell.bias_hh
+    rows = recurrent_rows  # the rest of b_hh sits inside a product (GRU's r ⊙ (W_hn h + b_hn))
     return torch.cat([cell.bias_ih[:rows] + cell.bias_hh[:rows], cell.bias_ih[rows:]])
 
 
