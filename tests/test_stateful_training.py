@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import lightning as L
 import pytest
 import torch
@@ -11,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import torchseq
 from torchseq.callbacks.stateful import StatefulTraining
+from torchseq.data.base import EpochShuffle
 
 STREAMS, WINDOW, WINDOWS, FEATURES, HIDDEN = 2, 3, 4, 2, 5
 
@@ -46,12 +49,13 @@ class Recorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
 
-def fit(callback: StatefulTraining, epochs: int = 1, validation: DataLoader | None = None, shuffle=False):
+def fit(callback: StatefulTraining, epochs: int = 1, validation: DataLoader | None = None, shuffle=False,
+        loader: DataLoader | None = None):
     task = Recorder()
     trainer = L.Trainer(max_epochs=epochs, callbacks=[callback], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
                         num_sanity_val_steps=0)
-    trainer.fit(task, consecutive_windows(series(), shuffle), validation)
+    trainer.fit(task, loader or consecutive_windows(series(), shuffle), validation)
     return task
 
 
@@ -98,6 +102,17 @@ def test_the_layers_get_their_setting_back_after_the_run() -> None:
 def test_a_shuffling_loader_is_warned_about() -> None:
     with pytest.warns(UserWarning, match="the training data loader shuffles"):
         fit(StatefulTraining(), shuffle=True)
+
+
+def test_the_epoch_shuffle_of_torchseq_data_modules_is_warned_about_and_an_in_order_loader_is_not() -> None:
+    in_order = consecutive_windows(series())
+    windows = in_order.dataset
+    shuffled = DataLoader(windows, batch_size=STREAMS, sampler=EpochShuffle(len(windows), seed=0))
+    with pytest.warns(UserWarning, match="the training data loader shuffles"):
+        fit(StatefulTraining(), loader=shuffled)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*the training data loader shuffles")
+        fit(StatefulTraining(), loader=in_order)
 
 
 def test_errors_are_clear() -> None:

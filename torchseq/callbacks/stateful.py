@@ -16,7 +16,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
-from torch.utils.data import RandomSampler
+from torch.utils.data import SequentialSampler
 
 from torchseq.recurrent import RecurrentLayers
 
@@ -66,7 +66,9 @@ class StatefulTraining(L.Callback):
     # -- reset points -----------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loader = trainer.train_dataloader
-        if isinstance(getattr(loader, "sampler", None), RandomSampler):
+        # Anything but an in-order sampler reorders the windows: DataLoader(shuffle=True)'s RandomSampler,
+        # and the EpochShuffle with which every torchseq data module serves its training split.
+        if not isinstance(getattr(loader, "sampler", None), SequentialSampler):
             rank_zero_warn("StatefulTraining: the training data loader shuffles, so a batch does not "
                            "continue the sequences of the one before it; carrying state across batches then "
                            "only adds noise. Serve consecutive windows in order (shuffle=False).")
