@@ -24,10 +24,10 @@ slice. The loop keeps only what is truly sequential: 4 pointwise ops and one GEM
 accumulating in place into a buffer of all steps.
 
 Why the loops look the way they do: at small sizes (B = 1, H = 128) a pointwise op costs 1–2 µs of
-dispatch whatever its size, a view ``buffer[t]`` about 0.5 µs and a fresh small tensor less than that,
-while the arithmetic is a few dozen ns. So the loops make as few ops and views per step as the formulas
-allow: views made in bulk before the loop (``per_step``), results of the forward as fresh tensors
-stacked once after it.
+dispatch whatever its size and a view ``buffer[t]`` about 0.5 µs, while the arithmetic takes a few dozen
+ns. So the loops make as few ops per step as the formulas allow, and make all their per-step views in
+bulk before the loop (``per_step``); every result goes into a preallocated (T, B, ·) buffer (no
+allocation, no copy inside the loop, which matters at large sizes).
 """
 
 from __future__ import annotations
@@ -64,45 +64,45 @@ def run_lstm(
     if needs_graph(x, h0, c0, *cell.parameters()):
         pre = F.linear(x, cell.weight_ih, folded_bias(cell))                       # (T, B, 4H)
         hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
-    else:  # no graph: reordering the weights' rows is free, and the projection's buffer becomes the gates
+    else:  # no graph: reorder the weights' rows instead of pre, and pre's buffer becomes the gates
         pre = F.linear(x, kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)))
-        hs, cs, *_ = lstm_forward(pre, h0, c0, kernel_order(cell.weight_hh), cell.weight_hr)
+        hs, cs, *_ = lstm_forward(pre, h0, c0, kernel_order(cell.weight_hh), cell.weight_hr, keep=False)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
 
 
 def lstm_forward(
-    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None
+    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """The forward loop, turning ``pre`` (T, B, 4H) into the activated gates in place; ``pre`` and the
     rows of ``weight_hh`` in :func:`kernel_order`.
 
     Returns h (T, B, H_out), c (T, B, H), the gates (T, B, 4, H) (``pre``'s buffer, order o, i, f, g),
-    tanh(c) (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H).
+    tanh(c) (T, B, H; the last step's only unless ``keep``, for backward) and, with a projection,
+    m = o ⊙ tanh(c) (T, B, H).
     """
     steps, batch, _ = pre.shape
-    gates = pre.view(steps, batch, 4, -1)                                           # a_t, then σ/tanh(a_t)
-    weight_hh_t = weight_hh.t().contiguous()  # the per-step GEMM runs faster on it than on a transposed view
+    hidden = c0.shape[-1]
+    gates = pre.view(steps, batch, 4, hidden)                                       # a_t, then σ/tanh(a_t)
+    hs = pre.new_empty(steps, batch, weight_hh.shape[1])                            # (T, B, H_out)
+    cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
+    tanh_cs = pre.new_empty(steps if keep else 1, batch, hidden)                    # (T|1, B, H)
+    ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
+    weight_hh_t = weight_hh.t()
     weight_hr_t = None if weight_hr is None else weight_hr.t()
     views = zip(
         per_step(pre, steps), per_step(gates[:, :, :3], steps),
-        *(per_step(gate, steps) for gate in gates.unbind(2)), strict=True,
+        *(per_step(gate, steps) for gate in gates.unbind(2)),
+        *(per_step(buffer, steps) for buffer in (cs, tanh_cs, ms, hs)), strict=True,
     )
     h, c = h0, c0
-    hs, cs, tanh_cs, ms = [], [], [], []
-    for a_t, o_i_f_t, o_t, i_t, f_t, g_t in views:
+    for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_t, tanh_c_t, m_t, h_t in views:
         a_t.addmm_(h, weight_hh_t)                                                  # a = pre + W_hh h
         o_i_f_t.sigmoid_()                                                          # o, i, f
         g_t.tanh_()                                                                 # g
-        c = (f_t * c).addcmul_(i_t, g_t)                                            # c_t = f ⊙ c + i ⊙ g
-        tanh_c = c.tanh()
-        m = o_t * tanh_c                                                            # m_t = o ⊙ tanh(c_t)
-        h = m if weight_hr_t is None else m @ weight_hr_t                           # h_t = W_hr m_t
-        hs.append(h)
-        cs.append(c)
-        tanh_cs.append(tanh_c)
-        ms.append(m)
-    projected = None if weight_hr is None else torch.stack(ms)
-    return torch.stack(hs), torch.stack(cs), gates, torch.stack(tanh_cs), projected
+        c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                           # c_t = f ⊙ c + i ⊙ g
+        m = torch.mul(o_t, torch.tanh(c, out=tanh_c_t), out=m_t)                    # m_t = o ⊙ tanh(c_t)
+        h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)         # h_t = W_hr m_t
+    return hs, cs, gates, tanh_cs, None if weight_hr is None else ms
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -116,7 +116,9 @@ class LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
         # The reordered copy of pre is the forward loop's own buffer (the clone it needs anyway).
         gates_buffer = kernel_order(pre, dim=-1)
-        hs, cs, gates, tanh_cs, ms = lstm_forward(gates_buffer, h0, c0, kernel_order(weight_hh), weight_hr)
+        hs, cs, gates, tanh_cs, ms = lstm_forward(
+            gates_buffer, h0, c0, kernel_order(weight_hh), weight_hr, keep=True
+        )
         ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms)
         return hs, cs
 
@@ -130,14 +132,14 @@ class LSTMRecurrence(torch.autograd.Function):
         # Factors that do not depend on the recurrence, for every timestep at once, written in place
         # into two buffers in torch's gate order; each step multiplies its factors by dc or dm in place,
         # so that the factor buffer becomes dA, the gradient of pre.
-        factors = gates.new_empty(gates.shape)                                      # (T, B, 4, H)
+        factors = torch.empty_like(gates)                                           # (T, B, 4, H)
         per_i, per_f, per_g, per_dm = factors.unbind(2)
         sigmoid_slope(gates[:, :, 1:3], out=factors[:, :, :2])       # i(1 − i), f(1 − f)
         per_i.mul_(g)                                                # dâ_i = dc ⊙ g i(1 − i)
         times_previous(per_f, c0, cs)                                # dâ_f = dc ⊙ c_{t-1} f(1 − f)
         tanh_slope(g, out=per_g).mul_(i)                             # dâ_g = dc ⊙ i (1 − g²)
         sigmoid_slope(o, out=per_dm).mul_(tanh_cs)                   # dâ_o = dm ⊙ tanh(c) o(1 − o)
-        dc_per_dm = tanh_slope(tanh_cs, out=cs.new_empty(cs.shape)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
+        dc_per_dm = tanh_slope(tanh_cs, out=torch.empty_like(cs)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
 
         # Total gradients of h_t and c_t, accumulated in place as the loop walks back, in buffers with one
         # more row in front for h_0 and c_0: every step adds into "the previous row", the first step
