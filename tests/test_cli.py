@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from torchseq.cli import TorchseqCLI, main
 from torchseq.data import DataFileError, find_package_file
@@ -65,6 +66,19 @@ def test_fit_tests_the_best_checkpoint_and_writes_every_output(tmp_path, capsys)
     assert summary["fit_seconds"] > 0
     printed = capsys.readouterr().out
     assert "test/acc" in printed and f"summary            {run / 'metrics_summary.json'}" in printed
+
+
+def test_a_runs_saved_config_repeats_the_run(tmp_path, capsys) -> None:
+    """config.yaml must hold values that parse back, also objects built from the config (the transform)."""
+    first = run_cli("fit", "mnist5k_lstm.yaml", tmp_path, *SMALL_MODEL, "--test_after_fit", "false")
+    saved = Path(first.trainer.log_dir) / "config.yaml"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "--config", str(saved), "--print_config"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert "Unable to serialize" not in saved.read_text() + printed
+    transform = yaml.safe_load(saved.read_text())["data"]["init_args"]["train_transform"]
+    assert transform["class_path"].endswith("RandomAffine") and transform["init_args"]["degrees"] == [-10, 10]
 
 
 def test_data_attributes_are_linked_and_checkpoints_load_back(tmp_path) -> None:
