@@ -16,7 +16,7 @@ import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
 from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled
 from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
-from torchseq.kernels.lstm import LSTMRecurrence
+from torchseq.kernels.lstm import LSTMRecurrence, kernel_order
 from torchseq.kernels.rnn import RNNRecurrence
 
 F64 = {"dtype": torch.float64}
@@ -185,6 +185,15 @@ def test_float32_agrees_with_the_cell_formulas(kind: str) -> None:
     torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
     for ours, theirs in zip(gradients, [p.grad for p in layer.parameters()], strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_kernel_order_rolls_torch_gate_blocks_to_o_i_f_g() -> None:
+    """The forward loop's gate order: torch's blocks i, f, g, o become o, i, f, g (rows or last dim)."""
+    blocks = torch.arange(4).repeat_interleave(2)                                  # i i f f g g o o
+    assert kernel_order(blocks).tolist() == [3, 3, 0, 0, 1, 1, 2, 2]
+    rows = blocks.unsqueeze(1).expand(8, 3)
+    assert torch.equal(kernel_order(rows), kernel_order(rows.t().contiguous(), dim=-1).t())
+    assert kernel_order(None) is None
 
 
 # -- dispatch ------------------------------------------------------------------------------------------
