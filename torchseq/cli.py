@@ -3,7 +3,8 @@
 ::
 
     torchseq fit      --config experiments/mnist5k_lstm.yaml
-    torchseq test     --config experiments/mnist5k_lstm.yaml --ckpt_path runs/mnist5k_lstm/version_0/last.ckpt
+    torchseq test     --config experiments/mnist5k_lstm.yaml \
+                      --ckpt_path runs/mnist5k_lstm/version_0/checkpoints/last.ckpt
     torchseq validate --config ...    torchseq predict --config ...    torchseq fit --help
     torchseq tune | attack | gradient-flow | long-dependency --config ...   (the TOOLS below)
 
