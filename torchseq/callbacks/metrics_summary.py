@@ -123,6 +123,8 @@ class MetricsSummary(EpochHistory):
 
     def _best_row(self, monitor: str | None, mode: str) -> dict[str, float] | None:
         """The epoch the checkpoint callback judged best (the last one when nothing is monitored)."""
+        if monitor is not None:
+            monitor = monitor.removesuffix("_epoch")  # the history's names drop it (see epoch_metrics)
         rows = [row for row in self.history if monitor is None or monitor in row]
         if not rows:
             return None
