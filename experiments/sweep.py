@@ -138,7 +138,9 @@ def results_table(runs: Sequence[Run], failed: Sequence[Run]) -> str:
         regression = task == "Regression"
         header = ["experiment", "seeds", *metrics, "best epoch", "fit min"]
         header += [f"steps to val/mse<{SOLVED_MSE}", "solved"] if regression else []
-        lines += [f"**{task}** (test split, checkpoint selected on validation; mean ± std over seeds)", "",
+        selection = ("the checkpoint each config's `checkpoint.monitor` selected — a validation metric "
+                     "except where the config says otherwise")
+        lines += [f"**{task}** (test split, {selection}; mean ± std over seeds)", "",
                   "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for experiment, summaries in sorted(experiments.items()):
             lines.append("| " + " | ".join(table_row(experiment, summaries, metrics, regression)) + " |")
