@@ -93,8 +93,9 @@ def check_lengths(lengths: Any, *, batch_size: int, steps: int) -> Tensor:
     return lengths
 
 
-def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
-    """Validate a one-step ``cell(input, hx)`` call; return whether it is batched."""
+def check_cell_call(cell: Any, input: Tensor, hx: Any) -> tuple[bool, Any]:
+    """Validate a one-step ``cell(input, hx)`` call; return whether it is batched, and ``hx`` as the cell
+    keeps its state (a tensor, or a tuple where torch.nn also takes a list)."""
     check_tensor_like("input", input, cell.weight_ih)
     if input.dim() not in (1, 2):
         raise ValueError(
@@ -104,7 +105,7 @@ def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
     if input.shape[-1] != cell.input_size:
         raise ValueError(f"input: expected feature size {cell.input_size}, got {input.shape[-1]}")
     if hx is None:
-        return input.dim() == 2
+        return input.dim() == 2, None
     batch = (input.shape[0],) if input.dim() == 2 else ()
     expected = cell.initial_state(1, cell.weight_ih)
     templates = expected if isinstance(expected, tuple) else (expected,)
@@ -113,4 +114,4 @@ def check_cell_call(cell: Any, input: Tensor, hx: Any) -> bool:
         name = f"hx[{index}]" if len(templates) > 1 else "hx"
         check_tensor_like(name, state, cell.weight_ih)
         check_shape(name, state, (*batch, template.shape[-1]))
-    return input.dim() == 2
+    return input.dim() == 2, states if len(templates) > 1 else states[0]

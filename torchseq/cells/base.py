@@ -99,9 +99,7 @@ class RecurrentCell(nn.Module):
     def forward(self, input: Tensor, hx: State | None = None) -> State:
         from torchseq.checks import check_cell_call  # local: checks imports cells for type names
 
-        batched = check_cell_call(self, input, hx)
-        if isinstance(hx, list):  # torch.nn.LSTMCell takes [h_0, c_0] as well as (h_0, c_0)
-            hx = tuple(hx)
+        batched, hx = check_cell_call(self, input, hx)
         if not batched:
             input = input.unsqueeze(0)
             if hx is not None:
