@@ -17,6 +17,14 @@ mean ± sample standard deviation over seeds; the epoch validation chose; fittin
 regression also the first optimizer step at which ``val/mse`` went below 0.01 (the adding problem's
 "solved") and in how many seeds that happened. ``--update-doc`` puts the table between the markers
 ``<!-- sweep-results:start -->`` and ``<!-- sweep-results:end -->`` of a Markdown file.
+
+``--folds K`` cross-validates instead, for model selection that never sees the test split: each config ×
+seed runs K times, with ``--data.init_args.folds K --data.init_args.fold F`` (the data module holds out
+the F-th of K disjoint stratified folds of its training data as the validation split) and
+``--test_after_fit false``, into ``<runs-dir>/<experiment>/seed_<S>_fold_<F>of<K>/``. The table then
+gives the validation metrics at each run's selected checkpoint, mean ± std over folds and seeds: a fair
+score where the checkpoint is chosen by something other than that validation split (a training-loss
+monitor, or the last epoch), an optimistic one where the same fold also picked the checkpoint.
 """
 
 from __future__ import annotations
@@ -46,27 +54,37 @@ class Run:
     config: Path
     seed: int
     runs_dir: Path
+    fold: tuple[int, int] | None = None  # (F, K): hold out fold F of K for cross-validation
 
     @property
     def experiment(self) -> str:
         return self.config.stem
 
     @property
+    def version(self) -> str:
+        return f"seed_{self.seed}" + ("" if self.fold is None else "_fold_{}of{}".format(*self.fold))
+
+    @property
     def directory(self) -> Path:
-        return self.runs_dir / self.experiment / f"seed_{self.seed}"
+        return self.runs_dir / self.experiment / self.version
 
     @property
     def log(self) -> Path:
-        return self.runs_dir / self.experiment / f"seed_{self.seed}.log"
+        return self.runs_dir / self.experiment / f"{self.version}.log"
 
     def command(self, extra: Sequence[str]) -> list[str]:
+        cross_validation = [] if self.fold is None else [
+            "--data.init_args.fold", str(self.fold[0]), "--data.init_args.folds", str(self.fold[1]),
+            "--test_after_fit", "false",
+        ]
         return [
             sys.executable, "-m", "torchseq.cli", "fit", "--config", str(self.config),
             "--seed_everything", str(self.seed),
             "--trainer.logger.init_args.save_dir", str(self.runs_dir),
             "--trainer.logger.init_args.name", self.experiment,
-            "--trainer.logger.init_args.version", f"seed_{self.seed}",
+            "--trainer.logger.init_args.version", self.version,
             "--trainer.enable_progress_bar", "false",
+            *cross_validation,
             *extra,
         ]
 
@@ -87,7 +105,7 @@ def execute(run: Run, extra: Sequence[str], threads: int) -> tuple[Run, int, flo
         process = subprocess.run(run.command(extra), stdout=log, stderr=subprocess.STDOUT, env=environment)
     status = process.returncode
     seconds = time.perf_counter() - started
-    print(f"[{'ok' if status == 0 else f'FAILED ({status})'}] {run.experiment} seed {run.seed} "
+    print(f"[{'ok' if status == 0 else f'FAILED ({status})'}] {run.experiment} {run.version} "
           f"in {seconds / 60:.1f} min → {run.directory}", flush=True)
     return run, status, seconds
 
@@ -151,6 +169,35 @@ def results_table(runs: Sequence[Run], failed: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
+def cross_validation_table(runs: Sequence[Run], failed: Sequence[Run]) -> str:
+    by_experiment: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        summary = run.summary()
+        if summary is not None and summary.get("best_val"):
+            by_experiment[run.experiment].append(summary)
+    if not by_experiment:
+        return "No finished cross-validation runs."
+    everyone = [summary for summaries in by_experiment.values() for summary in summaries]
+    metrics = sorted({name for summary in everyone for name in summary["best_val"]})
+    folds = "/".join(sorted({str(run.fold[1]) for run in runs if run.fold is not None}))
+    header = ["experiment", "monitor", "runs", *metrics, "best epoch", "fit min"]
+    lines = [f"**Cross-validation** ({folds}-fold on the training data; validation metrics of the checkpoint "
+             "each run's `checkpoint.monitor` selected, mean ± std over folds and seeds; fair only where "
+             "that monitor is not the validation split itself)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for experiment, summaries in sorted(by_experiment.items()):
+        cells = [experiment, ", ".join(sorted({str(s["monitor"]) for s in summaries})), str(len(summaries))]
+        cells += [mean_std([s["best_val"][name] for s in summaries if name in s["best_val"]])
+                  for name in metrics]
+        cells.append(mean_std([s["best_epoch"] for s in summaries if s["best_epoch"] is not None], digits=1))
+        cells.append(mean_std([s["fit_seconds"] for s in summaries], scale=1 / 60, digits=1))
+        lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        names = ", ".join(f"{run.experiment} {run.version} ({run.log})" for run in failed)
+        lines += ["", f"Failed runs: {names}"]
+    return "\n".join(lines) + "\n"
+
+
 def provenance(argv: Sequence[str]) -> str:
     import torch  # here, not at the top: the runner itself needs no torch to start runs
 
@@ -179,6 +226,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--table", type=Path, help="also write the Markdown table to this file")
     parser.add_argument("--update-doc", type=Path, help="Markdown file whose results block to replace")
     parser.add_argument("--collect-only", action="store_true", help="tabulate finished runs, run nothing")
+    parser.add_argument("--folds", type=int, help="K-fold cross-validation on the training data instead")
     arguments = list(argv)
     extra = arguments[arguments.index("--") + 1 :] if "--" in arguments else []
     options = parser.parse_args(arguments[: arguments.index("--")] if "--" in arguments else arguments)
@@ -187,13 +235,17 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
             parser.error(f"config: no such file {config}")
     if options.jobs < 1:
         parser.error(f"--jobs: expected a positive number, got {options.jobs}")
+    if options.folds is not None and options.folds < 2:
+        parser.error(f"--folds: expected at least 2, got {options.folds}")
     return options, extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options, extra = parse(argv)
-    runs = [Run(config, seed, options.runs_dir) for config in options.configs for seed in options.seeds]
+    folds = [None] if options.folds is None else [(fold, options.folds) for fold in range(options.folds)]
+    runs = [Run(config, seed, options.runs_dir, fold)
+            for config in options.configs for seed in options.seeds for fold in folds]
     failed: list[Run] = []
     if not options.collect_only:
         threads = max(1, (os.cpu_count() or 1) // options.jobs)
@@ -202,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ThreadPoolExecutor(options.jobs) as pool:
             outcomes = list(pool.map(lambda run: execute(run, extra, threads), runs))
         failed = [run for run, status, _ in outcomes if status != 0]
-    block = provenance(argv) + "\n\n" + results_table(runs, failed)
+    table = results_table if options.folds is None else cross_validation_table
+    block = provenance(argv) + "\n\n" + table(runs, failed)
     print("\n" + block)
     if options.table:
         options.table.parent.mkdir(parents=True, exist_ok=True)

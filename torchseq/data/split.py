@@ -82,3 +82,21 @@ def _round_preserving_sum(values: np.ndarray) -> np.ndarray:
     missing = round(float(values.sum())) - int(floors.sum())
     floors[np.argsort(-(values - floors), kind="stable")[:missing]] += 1
     return floors
+
+
+def fold_indices(
+    size: int, folds: int, fold: int, seed: int, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """K-fold cross-validation: ``(fit, held_out)`` indices for fold ``fold`` of ``folds``.
+
+    The ``folds`` held-out parts are one seeded, stratified :func:`split_indices` partition into equal
+    shares, so for a given seed they are disjoint and together cover ``range(size)`` once: every item is
+    held out in exactly one fold. ``fit`` is everything else.
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds: expected an integer ≥ 2, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"fold: expected an integer in [0, {folds - 1}] (folds={folds}), got {fold!r}")
+    parts = split_indices(size, [1 / folds] * folds, seed, labels)
+    held_out = parts.pop(fold)
+    return np.sort(np.concatenate(parts)), held_out

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from torchseq.data.base import SplitDataModule, Splits
 from torchseq.data.files import locate_data_dir
-from torchseq.data.split import check_fractions, split_indices
+from torchseq.data.split import check_fractions, fold_indices, split_indices
 from torchseq.data.standardize import ChannelStandardizer
 from torchseq.data.ts_format import TsData, TsFormatError, read_ts
 from torchseq.data.variable_length import VariableLengthDataset
@@ -27,7 +27,11 @@ class UCRDataModule(SplitDataModule):
     """A UCR/UEA problem: ``sktime/datasets/data/<name>/<name>_TRAIN.ts`` and ``_TEST.ts``.
 
     - Splits: the archive's official test file is the test split; the validation split is carved from
-      the official training file (stratified by class, seeded).
+      the official training file (stratified by class, seeded): a ``val_fraction`` of it, or, with
+      ``folds`` = K, its ``fold``-th K-th for K-fold cross-validation (``val_fraction`` is then unused).
+      The K folds of one ``seed`` are disjoint and cover the training file, so running ``fold`` = 0 … K-1
+      scores every training case once on a model that did not fit it, and never touches the test file
+      (``experiments/sweep.py --folds K`` runs and tabulates that).
     - Labels: mapped to 0..K-1 in the order the header's ``@classLabel`` declares them (``class_names``).
       Problems with ``@targetLabel true`` (regression) give float32 targets and ``num_classes = 0``.
     - Standardisation: each channel is z-normalised with the mean and standard deviation of the training
@@ -51,11 +55,14 @@ class UCRDataModule(SplitDataModule):
         seed: int = 0,
         val_fraction: float = 0.2,
         data_dir: str | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
         check_fractions(val_fraction=val_fraction)
         self.name = name
         self.val_fraction = val_fraction
+        self.folds, self.fold = folds, fold
         folder = locate_data_dir(data_dir, "sktime", *UCR_FOLDER)
         available = available_ucr_datasets(folder)
         if name not in available:
@@ -72,6 +79,7 @@ class UCRDataModule(SplitDataModule):
         lengths = np.concatenate([self.train_data.lengths, self.test_data.lengths])
         self.sequence_length = int(lengths.max())
         self.variable_length = bool((lengths != lengths[0]).any())
+        self._fit_and_validation_indices()  # a bad fold or fraction for this file fails here, not in setup
 
     def _check_compatible(self) -> None:
         train, test = self.train_data, self.test_data
@@ -82,19 +90,23 @@ class UCRDataModule(SplitDataModule):
             )
 
     def build_splits(self) -> Splits:
+        fit, val = self._fit_and_validation_indices()
         train = self.train_data
-        fit, val = split_indices(
-            len(train.series),
-            (1 - self.val_fraction, self.val_fraction),
-            self.seed,
-            labels=None if train.is_regression else train.targets,
-        )
         standardize = ChannelStandardizer.fit([train.series[index] for index in fit])
         return Splits(
             train=self._dataset(train, fit, standardize),
             val=self._dataset(train, val, standardize),
             test=self._dataset(self.test_data, np.arange(len(self.test_data.series)), standardize),
         )
+
+    def _fit_and_validation_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        train = self.train_data
+        labels = None if train.is_regression else train.targets
+        if self.folds is None:
+            shares = (1 - self.val_fraction, self.val_fraction)
+            fit, val = split_indices(len(train.series), shares, self.seed, labels)
+            return fit, val
+        return fold_indices(len(train.series), self.folds, self.fold, self.seed, labels)
 
     def _dataset(self, data: TsData, indices: np.ndarray, standardize: ChannelStandardizer) -> Dataset:
         sequences = [torch.from_numpy(standardize(data.series[index])).to(torch.float32) for index in indices]
