@@ -15,15 +15,17 @@ from torchseq.data import (
     find_package_file,
     pad_collate,
 )
-from torchseq.data.split import check_fractions, split_indices
+from torchseq.data.split import check_fractions, fold_indices, split_indices
 
 
-def assert_stratified(parts: list[np.ndarray], labels: np.ndarray, shares: tuple[float, ...]) -> None:
-    """Each part holds each class in its share, to within the one item that rounding can move."""
+def assert_stratified(
+    parts: list[np.ndarray], labels: np.ndarray, shares: tuple[float, ...], slack: float = 1.0
+) -> None:
+    """Each part holds each class in its share, to within the ``slack`` items that rounding can move."""
     for part, share in zip(parts, shares, strict=True):
         for label in np.unique(labels):
             class_size = int((labels == label).sum())
-            assert abs(int((labels[part] == label).sum()) - share * class_size) <= 1
+            assert abs(int((labels[part] == label).sum()) - share * class_size) <= slack
 
 
 @pytest.fixture
@@ -71,6 +73,36 @@ def test_split_without_labels_is_random_but_sized():
     parts = split_indices(10, (0.5, 0.5), seed=0)
     assert [len(part) for part in parts] == [5, 5]
     assert not np.array_equal(parts[0], np.arange(5))  # shuffled, not cut in order
+
+
+@pytest.mark.parametrize("folds", [2, 4, 7])
+def test_folds_hold_out_every_item_exactly_once(unbalanced_labels, folds):
+    size = len(unbalanced_labels)
+    held_out_parts = []
+    for fold in range(folds):
+        fit, held_out = fold_indices(size, folds, fold, seed=3, labels=unbalanced_labels)
+        assert sorted(np.concatenate([fit, held_out]).tolist()) == list(range(size))  # fit = the rest
+        assert abs(len(held_out) - size / folds) <= 1
+        held_out_parts.append(held_out)
+    assert sorted(np.concatenate(held_out_parts).tolist()) == list(range(size))  # disjoint, covering
+    # Many equal parts: keeping every fold's size exact can cost a class up to two items in one fold.
+    assert_stratified(held_out_parts, unbalanced_labels, (1 / folds,) * folds, slack=2.0)
+
+
+def test_folds_follow_the_seed(unbalanced_labels):
+    size = len(unbalanced_labels)
+    first, again, other = (fold_indices(size, 4, 1, seed, unbalanced_labels)[1] for seed in (0, 0, 1))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize(
+    ("folds", "fold", "message"),
+    [(1, 0, r"folds: expected an integer ≥ 2, got 1"), (4, 4, r"fold: expected an integer in \[0, 3\]"),
+     (4, -1, r"fold: expected .* got -1"), (2.0, 0, "folds: expected an integer")],
+)
+def test_fold_arguments_are_checked(folds, fold, message):
+    with pytest.raises(ValueError, match=message):
+        fold_indices(10, folds, fold, seed=0)
 
 
 def test_split_refuses_an_empty_part():

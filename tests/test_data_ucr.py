@@ -176,6 +176,26 @@ def test_split_depends_on_the_seed():
     assert not torch.equal(first.splits.val.tensors[0], other.splits.val.tensors[0])
 
 
+def test_cross_validation_folds_of_the_training_file():
+    """folds=K: validation is one K-th of the training file, stratified; the test file stays whole."""
+    sizes = []
+    for fold in range(5):
+        module = UCRDataModule("GunPoint", folds=5, fold=fold, val_fraction=0.5)  # val_fraction unused
+        module.setup()
+        train_targets, val_targets = module.splits.train.tensors[1], module.splits.val.tensors[1]
+        assert len(train_targets) + len(val_targets) == len(module.train_data.series) == 50
+        ideal = torch.bincount(torch.from_numpy(module.train_data.targets)) / 5
+        assert (torch.bincount(val_targets, minlength=2) - ideal).abs().max() <= 1
+        assert len(module.splits.test) == len(module.test_data.series)
+        sizes.append(len(val_targets))
+    assert sum(sizes) == 50
+
+
+def test_bad_fold_fails_when_the_module_is_made():
+    with pytest.raises(ValueError, match=r"fold: expected an integer in \[0, 3\] \(folds=4\), got 4"):
+        UCRDataModule("ArrowHead", folds=4, fold=4)
+
+
 def test_variable_length_batches_carry_true_lengths():
     module = UCRDataModule("JapaneseVowels", batch_size=32)
     assert module.variable_length and module.input_size == 12 and module.sequence_length == 29
