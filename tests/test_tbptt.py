@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import torchseq
-from torchseq.data import AddingProblemDataModule, CopyTaskDataModule
+from torchseq.data import AddingProblemDataModule, CopyTaskDataModule, DigitsDataModule
 from torchseq.models import RecurrentClassifier
 from torchseq.models.tagger import RecurrentTagger
-from torchseq.tasks import Regression
+from torchseq.tasks import Classification, Regression
 from torchseq.tasks.step_classification import StepClassification
 from torchseq.tbptt import TruncatedBPTT, carrying_state
 
@@ -263,11 +263,20 @@ def fit_steps(task: L.LightningModule, data, steps: int) -> None:
     trainer.fit(task, datamodule=data)
 
 
-@pytest.mark.parametrize("task_name", ["Regression", "StepClassification"])
+def small_data(task_name: str):
+    """A few small batches for each sequence task."""
+    if task_name == "Classification":
+        return DigitsDataModule(batch_size=64, val_fraction=0.05, test_fraction=0.9)  # 8 rows of 8 pixels
+    data_class = AddingProblemDataModule if task_name == "Regression" else CopyTaskDataModule
+    return data_class(sequence_length=8, train_size=16, val_size=8, test_size=8, batch_size=8)
+
+
+TASKS = {"Classification": Classification, "Regression": Regression, "StepClassification": StepClassification}
+
+
+@pytest.mark.parametrize("task_name", TASKS)
 def test_the_tasks_tbptt_option_with_whole_sequence_chunks_equals_full_bptt(task_name: str) -> None:
-    task_class = {"Regression": Regression, "StepClassification": StepClassification}[task_name]
-    data = (AddingProblemDataModule if task_name == "Regression" else CopyTaskDataModule)(
-        sequence_length=8, train_size=16, val_size=8, test_size=8, batch_size=8)
+    task_class, data = TASKS[task_name], small_data(task_name)
     full, truncated = task_pair(task_class, data, steps=data.sequence_length)
     fit_steps(full, data, 2)
     fit_steps(truncated, data, 2)
@@ -284,6 +293,20 @@ def test_the_tasks_tbptt_option_steps_per_chunk_and_logs() -> None:
     trainer.fit(truncated, datamodule=data)
     assert trainer.global_step == 2 * 3                               # 2 batches × 3 chunks
     assert {"train/loss_epoch", "train/acc"} <= set(trainer.callback_metrics)
+
+
+def test_classification_with_tbptt_steps_once_per_batch_through_the_last_chunk_only() -> None:
+    """One label per sequence: only the last chunk has a loss, so one optimiser step a batch, and the
+    gradient stops at the chunk boundary (the result differs from full BPTT's)."""
+    data = small_data("Classification")
+    full, truncated = task_pair(Classification, data, steps=3)  # 8 rows: chunks of 3, 3, 2
+    fit_steps(full, data, 2)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(truncated, datamodule=data)
+    assert trainer.global_step == 2 and trainer.fit_loop.epoch_loop.batch_progress.current.completed == 2
+    assert not all(torch.allclose(ours, theirs) for ours, theirs in
+                   zip(truncated.parameters(), full.parameters(), strict=True))
 
 
 def test_the_tasks_tbptt_option_refuses_variable_lengths() -> None:
