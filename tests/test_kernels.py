@@ -65,6 +65,28 @@ def test_gradcheck(name: str) -> None:
     assert gradcheck(function.apply, inputs)
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_results_and_gradients_are_ordinary_tensors(name: str) -> None:
+    """The loops run in inference mode; nothing they hand back may be an inference tensor, so outputs
+    feed further autograd ops and gradients accumulate over several backward passes."""
+    torch.manual_seed(2)
+    function, inputs = FUNCTIONS[name]()
+    leaves = [x for x in inputs if isinstance(x, Tensor)]
+
+    def backward_once() -> None:
+        outputs = function.apply(*inputs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        assert not any(output.is_inference() for output in outputs)
+        sum((output * output).sum() for output in outputs).backward()
+
+    backward_once()
+    once = [x.grad.clone() for x in leaves]
+    backward_once()
+    for x, grad in zip(leaves, once, strict=True):
+        assert not x.grad.is_inference()
+        torch.testing.assert_close(x.grad, 2 * grad)  # accumulated in place, not overwritten
+
+
 #: Positions of the weights among each function's inputs.
 WEIGHTS = {"lstm": (3,), "gru": (2, 3), "rnn_tanh": (2,)}
 

@@ -39,6 +39,7 @@ from torchseq.kernels.base import (
     sigmoid_slope,
     tanh_slope,
     times_previous,
+    untracked,
 )
 
 
@@ -83,12 +84,13 @@ def gru_forward(
         r, z, s_n, per_step(ns, steps), per_step(hs, steps), strict=True,
     )
     h = h0
-    for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, h_t in views:
-        a_t.addmm_(h, weight_hh_t)                                                  # [a_r, a_z, s_n] in place
-        torch.sigmoid_(r_z_t)                                                       # r, z
-        torch.addcmul(x_n_t, r_t, s_n_t, out=n_t).tanh_()                           # n = tanh(x_n + r ⊙ s_n)
-        torch.sub(h, n_t, out=difference)
-        h = torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    with untracked():
+        for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, h_t in views:
+            a_t.addmm_(h, weight_hh_t)                                              # [a_r, a_z, s_n] in place
+            torch.sigmoid_(r_z_t)                                                   # r, z
+            torch.addcmul(x_n_t, r_t, s_n_t, out=n_t).tanh_()                       # n = tanh(x_n + r ⊙ s_n)
+            torch.sub(h, n_t, out=difference)
+            h = torch.addcmul(n_t, z_t, difference, out=h_t)                        # h_t = n + z ⊙ (h − n)
     return hs, gates, ns
 
 
@@ -121,10 +123,11 @@ class GRURecurrence(torch.autograd.Function):
         hidden_side = factors[:, :, :3].reshape(steps, batch, -1)                  # [dâ_r, dâ_z, ds_n] view
         dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
         dh_, factors_, hidden_side_, z_ = (per_step(v, steps) for v in (dhs, factors, hidden_side, z))
-        for t in range(steps - 1, -1, -1):
-            factors_[t].mul_(dh_[t].unsqueeze(1))
-            if t > 0:                                                               # dh_{t-1} += …
-                dh_[t - 1].addcmul_(dh_[t], z_[t]).addmm_(hidden_side_[t], weight_hh)
+        with untracked():
+            for t in range(steps - 1, -1, -1):
+                factors_[t].mul_(dh_[t].unsqueeze(1))
+                if t > 0:                                                           # dh_{t-1} += …
+                    dh_[t - 1].addcmul_(dh_[t], z_[t]).addmm_(hidden_side_[t], weight_hh)
         d_h0 = torch.addmm(dhs[0] * z[0], hidden_side[0], weight_hh) if ctx.needs_input_grad[1] else None
         grads = factors                                                     # now [dâ_r, dâ_z, ds_n, dâ_n]
         d_projected = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
@@ -150,12 +153,13 @@ def gru_reset_before_forward(
     r_z = gates[:, :, :2].reshape(steps, batch, -1)                                # a view: (T, B, 2H)
     views = zip(per_step(r_z, steps), r, z, n, per_step(reset_hs, steps), per_step(hs, steps), strict=True)
     h = h0
-    for r_z_t, r_t, z_t, n_t, reset_h_t, h_t in views:
-        r_z_t.addmm_(h, weight_rz_t).sigmoid_()                                     # r, z
-        torch.mul(r_t, h, out=reset_h_t)
-        n_t.addmm_(reset_h_t, weight_n_t).tanh_()                                   # n = tanh(x_n + W_hn r⊙h)
-        torch.sub(h, n_t, out=difference)
-        h = torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    with untracked():
+        for r_z_t, r_t, z_t, n_t, reset_h_t, h_t in views:
+            r_z_t.addmm_(h, weight_rz_t).sigmoid_()                                 # r, z
+            torch.mul(r_t, h, out=reset_h_t)
+            n_t.addmm_(reset_h_t, weight_n_t).tanh_()                               # n = tanh(x_n + W_hn r⊙h)
+            torch.sub(h, n_t, out=difference)
+            h = torch.addcmul(n_t, z_t, difference, out=h_t)                        # h_t = n + z ⊙ (h − n)
     return hs, gates, reset_hs
 
 
@@ -189,14 +193,17 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         dh_, r_, z_, d_r_, d_z_n_, d_n_, d_r_z_ = (
             per_step(v, steps) for v in (dhs, r, z, per_r, grads[:, :, 1:], per_n, d_r_z)
         )
-        for t in range(steps - 1, -1, -1):
-            d_z_n_[t].mul_(dh_[t].unsqueeze(1))                                     # dâ_z, dâ_n
-            d_reset_h = d_n_[t] @ weight_n                                          # d(r ⊙ h_{t-1})
-            d_r_[t].mul_(d_reset_h)                                                 # dâ_r
-            if t > 0:                                                               # dh_{t-1} += …
-                dh_[t - 1].addcmul_(dh_[t], z_[t]).addcmul_(d_reset_h, r_[t]).addmm_(d_r_z_[t], weight_rz)
-            else:
-                d_h0 = torch.addcmul(dh_[0] * z_[0], d_reset_h, r_[0]).addmm_(d_r_z_[0], weight_rz)
+        d_h0 = torch.empty_like(h0)  # made outside the loop: tensors the loop creates are inference tensors
+        with untracked():
+            for t in range(steps - 1, -1, -1):
+                d_z_n_[t].mul_(dh_[t].unsqueeze(1))                                 # dâ_z, dâ_n
+                d_reset_h = d_n_[t] @ weight_n                                      # d(r ⊙ h_{t-1})
+                d_r_[t].mul_(d_reset_h)                                             # dâ_r
+                if t > 0:                                                           # dh_{t-1} += …
+                    dh_before = dh_[t - 1].addcmul_(dh_[t], z_[t])
+                else:
+                    dh_before = torch.mul(dh_[0], z_[0], out=d_h0)
+                dh_before.addcmul_(d_reset_h, r_[t]).addmm_(d_r_z_[t], weight_rz)
         d_projected = grads.view(steps, batch, -1)
         d_weight_hh = None
         if ctx.needs_input_grad[2]:

@@ -48,6 +48,7 @@ from torchseq.kernels.base import (
     sigmoid_slope,
     tanh_slope,
     times_previous,
+    untracked,
 )
 
 
@@ -95,13 +96,14 @@ def lstm_forward(
         *(per_step(buffer, steps) for buffer in (cs, tanh_cs, ms, hs)), strict=True,
     )
     h, c = h0, c0
-    for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_t, tanh_c_t, m_t, h_t in views:
-        a_t.addmm_(h, weight_hh_t)                                                  # a = pre + W_hh h
-        o_i_f_t.sigmoid_()                                                          # o, i, f
-        g_t.tanh_()                                                                 # g
-        c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                           # c_t = f ⊙ c + i ⊙ g
-        m = torch.mul(o_t, torch.tanh(c, out=tanh_c_t), out=m_t)                    # m_t = o ⊙ tanh(c_t)
-        h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)         # h_t = W_hr m_t
+    with untracked():
+        for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_t, tanh_c_t, m_t, h_t in views:
+            a_t.addmm_(h, weight_hh_t)                                              # a = pre + W_hh h
+            o_i_f_t.sigmoid_()                                                      # o, i, f
+            g_t.tanh_()                                                             # g
+            c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                       # c_t = f ⊙ c + i ⊙ g
+            m = torch.mul(o_t, torch.tanh(c, out=tanh_c_t), out=m_t)                # m_t = o ⊙ tanh(c_t)
+            h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)     # h_t = W_hr m_t
     return hs, cs, gates, tanh_cs, None if weight_hr is None else ms
 
 
@@ -154,13 +156,15 @@ class LSTMRecurrence(torch.autograd.Function):
             per_step(dc_per_dm, steps), per_step(factors[:, :, :3], steps), per_step(per_dm, steps),
             per_step(factors.view(steps, batch, -1), steps), per_step(f, steps), strict=True,
         )
-        for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm_t, d_i_f_g, d_o, d_a, f_t in reversed([*views]):
-            dm = dh if weight_hr is None else dh @ weight_hr                        # dm_t = dh_t W_hr
-            dc.addcmul_(dm, dc_per_dm_t)                                    # dc_t += dm ⊙ o(1 − tanh² c)
-            d_i_f_g.mul_(dc_gates)                                                  # dâ_i, dâ_f, dâ_g
-            d_o.mul_(dm)                                                            # dâ_o
-            dh_before.addmm_(d_a, weight_hh)                                        # dh_{t-1} += dA_t W_hh
-            dc_before.addcmul_(dc, f_t)                                             # dc_{t-1} += dc_t ⊙ f_t
+        views = reversed([*views])
+        with untracked():
+            for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm_t, d_i_f_g, d_o, d_a, f_t in views:
+                dm = dh if weight_hr is None else dh @ weight_hr                    # dm_t = dh_t W_hr
+                dc.addcmul_(dm, dc_per_dm_t)                                # dc_t += dm ⊙ o(1 − tanh² c)
+                d_i_f_g.mul_(dc_gates)                                              # dâ_i, dâ_f, dâ_g
+                d_o.mul_(dm)                                                        # dâ_o
+                dh_before.addmm_(d_a, weight_hh)                                    # dh_{t-1} += dA_t W_hh
+                dc_before.addcmul_(dc, f_t)                                         # dc_{t-1} += dc_t ⊙ f_t
         d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
         d_weight_hh = previous_step_gradient(d_pre, h0, hs) if ctx.needs_input_grad[3] else None

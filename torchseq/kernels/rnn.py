@@ -15,7 +15,14 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from torchseq.cells.rnn import RNNCell
-from torchseq.kernels.base import folded_bias, last_valid, needs_graph, previous_step_gradient, tanh_slope
+from torchseq.kernels.base import (
+    folded_bias,
+    last_valid,
+    needs_graph,
+    previous_step_gradient,
+    tanh_slope,
+    untracked,
+)
 
 
 def run_rnn(cell: RNNCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -33,8 +40,9 @@ def rnn_forward(projected: Tensor, h0: Tensor, weight_hh: Tensor, nonlinearity: 
     activation_ = torch.tanh_ if nonlinearity == "tanh" else torch.relu_
     weight_hh_t = weight_hh.t()
     h = h0
-    for h_t in projected.unbind(0):
-        h = activation_(h_t.addmm_(h, weight_hh_t))                                # h_t = φ(x_t + W_hh h)
+    with untracked():
+        for h_t in projected.unbind(0):
+            h = activation_(h_t.addmm_(h, weight_hh_t))                            # h_t = φ(x_t + W_hh h)
     return projected
 
 
@@ -59,10 +67,11 @@ class RNNRecurrence(torch.autograd.Function):
             d_projected = (hs > 0).to(hs.dtype)                                     # [h_t > 0]
         dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
         dh_, d_projected_ = dhs.unbind(0), d_projected.unbind(0)
-        for t in range(hs.shape[0] - 1, -1, -1):
-            d_projected_[t].mul_(dh_[t])
-            if t > 0:
-                dh_[t - 1].addmm_(d_projected_[t], weight_hh)                       # dh_{t-1} += dâ_t W_hh
+        with untracked():
+            for t in range(hs.shape[0] - 1, -1, -1):
+                d_projected_[t].mul_(dh_[t])
+                if t > 0:
+                    dh_[t - 1].addmm_(d_projected_[t], weight_hh)                   # dh_{t-1} += dâ_t W_hh
         d_h0 = d_projected[0] @ weight_hh if ctx.needs_input_grad[1] else None
         d_weight_hh = previous_step_gradient(d_projected, h0, hs) if ctx.needs_input_grad[2] else None
         return d_projected, d_h0, d_weight_hh, None
