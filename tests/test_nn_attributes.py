@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
 import torchseq
@@ -45,3 +46,53 @@ def test_attributes_survive_the_conversions(case: str) -> None:
     theirs = torch_class(3, 4, **arguments)
     ours = front.from_torch(theirs)
     assert attributes(ours) == attributes(theirs) == attributes(ours.to_torch())
+
+
+# -- torch.nn's parameter attributes: weight_ih_l0 …, all_weights, flatten_parameters -------------
+@pytest.mark.parametrize("case", CASES)
+def test_parameter_attributes_are_the_models_own_tensors(case: str) -> None:
+    front, torch_class, arguments = CASES[case]
+    theirs = torch_class(3, 4, **arguments)
+    ours = front.from_torch(theirs)
+    own = {id(parameter) for parameter in ours.parameters()}
+    for name, their_parameter in theirs.named_parameters():
+        mine = getattr(ours, name)
+        assert id(mine) in own and torch.equal(mine, their_parameter)
+        with torch.no_grad():
+            mine.add_(1.0)  # written in place: the model (and its state_dict) change
+        torch.testing.assert_close(ours.state_dict()[name], their_parameter + 1.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_replacing_a_parameter_by_name_acts_like_torch_nn(case: str) -> None:
+    front, torch_class, arguments = CASES[case]
+    theirs = torch_class(3, 4, **arguments).eval()
+    ours = front.from_torch(theirs).eval()
+    for name, parameter in list(theirs.named_parameters()):
+        replacement = torch.randn_like(parameter)
+        setattr(theirs, name, nn.Parameter(replacement.clone()))
+        setattr(ours, name, nn.Parameter(replacement.clone()))
+    assert len(list(ours.parameters())) == len(list(theirs.parameters()))  # replaced, not added
+    x = torch.randn(5, 2, 3).transpose(0, 1) if theirs.batch_first else torch.randn(5, 2, 3)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_all_weights_lists_each_layer_and_direction_as_torch_nn_does(case: str) -> None:
+    front, torch_class, arguments = CASES[case]
+    theirs = torch_class(3, 4, **arguments)
+    ours = front.from_torch(theirs)
+    assert [[p.shape for p in group] for group in ours.all_weights] == \
+        [[p.shape for p in group] for group in theirs.all_weights]
+    assert all(torch.equal(a, b) for mine, its in zip(ours.all_weights, theirs.all_weights, strict=True)
+               for a, b in zip(mine, its, strict=True))
+    assert ours.flatten_parameters() is None
+
+
+def test_parameter_attribute_errors_are_clear() -> None:
+    lstm = torchseq.LSTM(3, 4)
+    with pytest.raises(AttributeError, match="'LSTM' object has no attribute 'weight_ih_l1'"):
+        lstm.weight_ih_l1  # noqa: B018 — one layer only
+    with pytest.raises(TypeError, match=r"weight_hh_l0: expected an nn.Parameter of shape \(16, 4\), "
+                                        r"got Tensor of shape \(4, 16\)"):
+        lstm.weight_hh_l0 = torch.zeros(4, 16)

@@ -24,6 +24,7 @@ Dropout between layers draws different random masks in the two implementations, 
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import torch
@@ -40,13 +41,20 @@ from torchseq.checks import (
     check_tensor_like,
     unpack_state,
 )
-from torchseq.fused import make_template, named_torch_parameters, run_fused
+from torchseq.fused import (
+    PARAMETER_NAMES,
+    make_template,
+    named_torch_parameters,
+    run_fused,
+    torch_parameter_name,
+)
 from torchseq.init import check_init_name
 from torchseq.recurrent.bidirectional import MERGE_MODES, Bidirectional, merge_directions
 from torchseq.recurrent.stack import Stack
 from torchseq.recurrent.unroll import Unroll, reverse_padded, step_mask
 
 IMPLS = ("custom", "fused")
+TORCH_PARAMETER_NAME = re.compile(rf"({'|'.join(PARAMETER_NAMES)})_l\d+(_reverse)?")  # weight_ih_l0 …
 Output = Tensor | PackedSequence | tuple[Tensor | PackedSequence, Tensor | PackedSequence]
 
 
@@ -168,6 +176,57 @@ class RecurrentLayers(nn.Module):
     def state_sizes(self) -> tuple[int, ...]:
         """Last dimension of each state tensor: (H_out,) or, for the LSTM, (H_out, H)."""
         return (self.cells[0].output_size,)
+
+    # -- torch.nn's parameter attributes ---------------------------------------------------------
+    # Code written for torch.nn reads and replaces parameters by name (``lstm.weight_hh_l0``) and walks
+    # ``all_weights``; here those names lead to the cells' own parameters, the very tensors both
+    # implementations use, so reading, writing in place and replacing all act on the model.
+    def _torch_parameter_homes(self) -> dict[str, tuple[RecurrentCell, str]]:
+        """torch.nn name → (the cell holding that parameter, its name there)."""
+        homes = {}
+        for index, cell in enumerate(self.cells):
+            layer, direction = divmod(index, self.directions)
+            for name in PARAMETER_NAMES:
+                if getattr(cell, name, None) is not None:
+                    homes[torch_parameter_name(name, layer, direction == 1)] = (cell, name)
+        return homes
+
+    def _torch_parameter_home(self, name: str) -> tuple[RecurrentCell, str] | None:
+        if not TORCH_PARAMETER_NAME.fullmatch(name) or "stack" not in self.__dict__.get("_modules", {}):
+            return None  # not such a name (most lookups; cheap), or still inside __init__
+        return self._torch_parameter_homes().get(name)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            home = self._torch_parameter_home(name)
+            if home is None:
+                raise
+            return getattr(*home)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        home = self._torch_parameter_home(name)
+        if home is None:
+            super().__setattr__(name, value)
+            return
+        cell, own_name = home
+        current = getattr(cell, own_name)
+        if not isinstance(value, nn.Parameter) or value.shape != current.shape:
+            given = f"{type(value).__name__} of shape {tuple(value.shape)}" if isinstance(value, Tensor) \
+                else type(value).__name__
+            raise TypeError(f"{name}: expected an nn.Parameter of shape {tuple(current.shape)}, got {given}")
+        setattr(cell, own_name, value)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """As ``torch.nn.RNNBase.all_weights``: per layer and direction, w_ih, w_hh, b_ih, b_hh (, w_hr)."""
+        return [[getattr(cell, name) for name in PARAMETER_NAMES if getattr(cell, name, None) is not None]
+                for cell in self.cells]
+
+    def flatten_parameters(self) -> None:
+        """Does nothing, and needs to: ``torch.nn`` packs its weights into one buffer for cuDNN, while
+        here each cell owns its tensors and the fused path hands them to the kernel as they are."""
 
     # -- conversion -----------------------------------------------------------------------------
     @classmethod
