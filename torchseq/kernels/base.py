@@ -73,8 +73,10 @@ def per_step(buffer: Tensor, steps: int) -> tuple[Tensor, ...]:
     """The views ``buffer[t]`` for t < ``steps``, all made before the loop.
 
     Indexing a tensor costs a microsecond or two, about what a whole pointwise op on a small batch
-    costs, so the loops below never index. A one-step buffer (nothing kept for backward) is reused for
-    every step.
+    costs, so the loops below never index; ``unbind`` makes all the views at once for about half that
+    each (1.1 vs 0.55 µs a view, measured on the 2-core CI machine). Views are still a fifth of the
+    LSTM's forward at batch 1, so a loop makes each view once. A one-step buffer (nothing kept for
+    backward) is reused for every step.
     """
     views = buffer.unbind(0)
     return views * steps if len(views) == 1 and steps > 1 else views

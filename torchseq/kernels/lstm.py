@@ -90,10 +90,12 @@ def lstm_forward(
     ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
     weight_hh_t = weight_hh.t()
     weight_hr_t = None if weight_hr is None else weight_hr.t()
+    m_views = per_step(ms, steps)
+    h_views = m_views if weight_hr is None else per_step(hs, steps)  # no projection: h_t is m_t's buffer
     views = zip(
         per_step(pre, steps), per_step(gates[:, :, :3], steps),
         *(per_step(gate, steps) for gate in gates.unbind(2)),
-        *(per_step(buffer, steps) for buffer in (cs, tanh_cs, ms, hs)), strict=True,
+        per_step(cs, steps), per_step(tanh_cs, steps), m_views, h_views, strict=True,
     )
     h, c = h0, c0
     with untracked():
