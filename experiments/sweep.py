@@ -21,7 +21,8 @@ regression also the first optimizer step at which ``val/mse`` went below 0.01 (t
 ``--folds K`` cross-validates instead, for model selection that never sees the test split: each config ×
 seed runs K times, with ``--data.init_args.folds K --data.init_args.fold F`` (the data module holds out
 the F-th of K disjoint stratified folds of its training data as the validation split) and
-``--test_after_fit false``, into ``<runs-dir>/<experiment>/seed_<S>_fold_<F>of<K>/``. The table then
+``--test_after_fit false``, into ``<runs-dir>/<experiment>/seed_<S>_fold_<F>of<K>/``. The table (which
+``--update-doc`` puts between ``<!-- cv-results:start -->`` and ``<!-- cv-results:end -->``) then
 gives the validation metrics at each run's selected checkpoint, mean ± std over folds and seeds: a fair
 score where the checkpoint is chosen by something other than that validation split (a training-loss
 monitor, or the last epoch), an optimistic one where the same fold also picked the checkpoint.
@@ -45,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-START, END = "<!-- sweep-results:start -->", "<!-- sweep-results:end -->"
+SWEEP_MARKERS = ("<!-- sweep-results:start -->", "<!-- sweep-results:end -->")
+CV_MARKERS = ("<!-- cv-results:start -->", "<!-- cv-results:end -->")  # --folds: a block of its own
 SOLVED_MSE = 0.01  # the adding problem counts as solved below this validation MSE
 
 
@@ -206,13 +208,14 @@ def provenance(argv: Sequence[str]) -> str:
             f"{platform.machine()} with {os.cpu_count()} cores, {device}, torch {torch.__version__}.")
 
 
-def update_document(path: Path, block: str) -> None:
+def update_document(path: Path, block: str, markers: tuple[str, str] = SWEEP_MARKERS) -> None:
+    start, end = markers
     text = path.read_text()
-    if START not in text or END not in text:
-        raise SystemExit(f"--update-doc: {path} has no {START} … {END} markers")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{block}\n{END}{tail}")
+    if start not in text or end not in text:
+        raise SystemExit(f"--update-doc: {path} has no {start} … {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{block}\n{end}{tail}")
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -261,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options.table.parent.mkdir(parents=True, exist_ok=True)
         options.table.write_text(block + "\n")
     if options.update_doc:
-        update_document(options.update_doc, block)
+        update_document(options.update_doc, block, SWEEP_MARKERS if options.folds is None else CV_MARKERS)
     return 1 if failed else 0
 
 

@@ -56,3 +56,16 @@ def test_cross_validation_table_averages_the_folds(tmp_path):
 def test_folds_must_be_at_least_two():
     with pytest.raises(SystemExit):
         sweep.parse([str(CONFIG), "--folds", "1"])
+
+
+def test_cross_validation_tables_go_to_their_own_block(tmp_path):
+    document = tmp_path / "README.md"
+    document.write_text("a\n<!-- sweep-results:start -->\nS\n<!-- sweep-results:end -->\n"
+                        "b\n<!-- cv-results:start -->\nC\n<!-- cv-results:end -->\n")
+    sweep.update_document(document, "NEW", sweep.CV_MARKERS)
+    assert document.read_text() == ("a\n<!-- sweep-results:start -->\nS\n<!-- sweep-results:end -->\n"
+                                    "b\n<!-- cv-results:start -->\nNEW\n<!-- cv-results:end -->\n")
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="has no <!-- sweep-results:start -->"):
+        sweep.update_document(plain, "X")
