@@ -127,6 +127,13 @@ def steps_to_solve(summary: dict[str, Any]) -> int | None:
     return next((row["step"] for row in summary["history"] if row.get("val/mse", 1.0) < SOLVED_MSE), None)
 
 
+def epoch_and_minutes(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    """The "best epoch" and "fit min" cells of a table row."""
+    epochs = [summary["best_epoch"] for summary in summaries if summary["best_epoch"] is not None]
+    seconds = [summary["fit_seconds"] for summary in summaries]
+    return [mean_std(epochs, digits=1), mean_std(seconds, scale=1 / 60, digits=1)]
+
+
 def test_metric_names(summaries: Sequence[dict[str, Any]]) -> list[str]:
     names = {name for summary in summaries for name in summary["test"]["metrics"]}  # one task: same names
     return sorted(name for name in names if not name.endswith("/loss"))  # the loss repeats a metric
@@ -138,8 +145,7 @@ def table_row(experiment: str, summaries: Sequence[dict[str, Any]], metrics: Seq
     for name in metrics:
         values = [summary["test"]["metrics"].get(name) for summary in summaries]
         cells.append(mean_std([value for value in values if value is not None]))
-    cells.append(mean_std([s["best_epoch"] for s in summaries if s["best_epoch"] is not None], digits=1))
-    cells.append(mean_std([s["fit_seconds"] for s in summaries], scale=1 / 60, digits=1))
+    cells += epoch_and_minutes(summaries)
     if regression:
         steps = [step for step in map(steps_to_solve, summaries) if step is not None]
         cells += [mean_std(steps, digits=0), f"{len(steps)}/{len(summaries)}"]
@@ -191,8 +197,7 @@ def cross_validation_table(runs: Sequence[Run], failed: Sequence[Run]) -> str:
         cells = [experiment, ", ".join(sorted({str(s["monitor"]) for s in summaries})), str(len(summaries))]
         cells += [mean_std([s["best_val"][name] for s in summaries if name in s["best_val"]])
                   for name in metrics]
-        cells.append(mean_std([s["best_epoch"] for s in summaries if s["best_epoch"] is not None], digits=1))
-        cells.append(mean_std([s["fit_seconds"] for s in summaries], scale=1 / 60, digits=1))
+        cells += epoch_and_minutes(summaries)
         lines.append("| " + " | ".join(cells) + " |")
     if failed:
         names = ", ".join(f"{run.experiment} {run.version} ({run.log})" for run in failed)

@@ -24,16 +24,28 @@ def torch_parameter_name(name: str, layer: int, reverse: bool) -> str:
     return f"{name}_l{layer}{'_reverse' if reverse else ''}"
 
 
+def cell_parameter_names(cell: RecurrentCell) -> list[str]:
+    """The parameters ``cell`` has, in torch.nn's order (w_ih, w_hh, b_ih, b_hh, w_hr): biases and the
+    projection may be absent."""
+    return [name for name in PARAMETER_NAMES if getattr(cell, name, None) is not None]
+
+
+def torch_parameter_slots(
+    cells: list[RecurrentCell], directions: int
+) -> Iterator[tuple[str, RecurrentCell, str]]:
+    """Yield (torch.nn name, the cell holding that parameter, its name there) for every cell in nn order."""
+    for index, cell in enumerate(cells):
+        layer, direction = divmod(index, directions)
+        for name in cell_parameter_names(cell):
+            yield torch_parameter_name(name, layer, direction == 1), cell, name
+
+
 def named_torch_parameters(
     cells: list[RecurrentCell], directions: int
 ) -> Iterator[tuple[str, str, nn.Parameter]]:
     """Yield (torch.nn name, the cell's own attribute name, parameter) for every cell in nn order."""
-    for index, cell in enumerate(cells):
-        layer, direction = divmod(index, directions)
-        for name in PARAMETER_NAMES:
-            parameter = getattr(cell, name, None)
-            if parameter is not None:
-                yield torch_parameter_name(name, layer, direction == 1), name, parameter
+    for torch_name, cell, name in torch_parameter_slots(cells, directions):
+        yield torch_name, name, getattr(cell, name)
 
 
 def make_template(torch_class: type[nn.RNNBase], **config) -> nn.RNNBase:

@@ -43,10 +43,11 @@ from torchseq.checks import (
 )
 from torchseq.fused import (
     PARAMETER_NAMES,
+    cell_parameter_names,
     make_template,
     named_torch_parameters,
     run_fused,
-    torch_parameter_name,
+    torch_parameter_slots,
 )
 from torchseq.init import check_init_name
 from torchseq.recurrent.bidirectional import MERGE_MODES, Bidirectional, merge_directions
@@ -181,20 +182,12 @@ class RecurrentLayers(nn.Module):
     # Code written for torch.nn reads and replaces parameters by name (``lstm.weight_hh_l0``) and walks
     # ``all_weights``; here those names lead to the cells' own parameters, the very tensors both
     # implementations use, so reading, writing in place and replacing all act on the model.
-    def _torch_parameter_homes(self) -> dict[str, tuple[RecurrentCell, str]]:
-        """torch.nn name → (the cell holding that parameter, its name there)."""
-        homes = {}
-        for index, cell in enumerate(self.cells):
-            layer, direction = divmod(index, self.directions)
-            for name in PARAMETER_NAMES:
-                if getattr(cell, name, None) is not None:
-                    homes[torch_parameter_name(name, layer, direction == 1)] = (cell, name)
-        return homes
-
     def _torch_parameter_home(self, name: str) -> tuple[RecurrentCell, str] | None:
+        """(the cell holding torch.nn's parameter ``name``, its name there), or None."""
         if not TORCH_PARAMETER_NAME.fullmatch(name) or "stack" not in self.__dict__.get("_modules", {}):
             return None  # not such a name (most lookups; cheap), or still inside __init__
-        return self._torch_parameter_homes().get(name)
+        slots = torch_parameter_slots(self.cells, self.directions)
+        return next(((cell, own) for torch_name, cell, own in slots if torch_name == name), None)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -221,8 +214,7 @@ class RecurrentLayers(nn.Module):
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """As ``torch.nn.RNNBase.all_weights``: per layer and direction, w_ih, w_hh, b_ih, b_hh (, w_hr)."""
-        return [[getattr(cell, name) for name in PARAMETER_NAMES if getattr(cell, name, None) is not None]
-                for cell in self.cells]
+        return [[getattr(cell, name) for name in cell_parameter_names(cell)] for cell in self.cells]
 
     def flatten_parameters(self) -> None:
         """Does nothing, and needs to: ``torch.nn`` packs its weights into one buffer for cuDNN, while
