@@ -13,6 +13,21 @@ def needs_graph(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+#: Batch sizes up to which the loop's recurrent GEMM gets Wᵀ as a contiguous copy (see step_operand).
+SMALL_BATCH = 16
+
+
+def step_operand(weight: Tensor, batch: int) -> Tensor:
+    """Wᵀ for the loop's per-step ``h @ Wᵀ``: a contiguous copy for small batches, else a view.
+
+    MKL's small-batch GEMM (a GEMV at batch 1) reads a row-major right operand about twice as fast as the
+    transposed view of W (B 1, H 128: 3.6 vs 7.1 µs, Intel Xeon), which at batch 1 is 5 % of an LSTM
+    forward+backward call, and the copy costs one op per call. At batch 64 the view was as fast or faster
+    in the whole LSTM kernel (on this Xeon and, in an earlier session, on an AMD EPYC), hence the bound.
+    """
+    return weight.t().contiguous() if batch <= SMALL_BATCH else weight.t()
+
+
 def folded_bias(cell: RecurrentCell, recurrent_rows: int | None = None) -> Tensor | None:
     """b_ih plus the first ``recurrent_rows`` of b_hh (all by default): the biases simply added to a gate.
 

@@ -37,6 +37,7 @@ from torchseq.kernels.base import (
     per_step,
     previous_step_gradient,
     sigmoid_slope,
+    step_operand,
     tanh_slope,
     times_previous,
     untracked,
@@ -77,7 +78,7 @@ def gru_forward(
     hs = projected.new_empty(steps, batch, hidden)
     ns = projected.new_empty(steps if keep else 1, batch, hidden)
     difference = projected.new_empty(batch, hidden)
-    weight_hh_t = weight_hh.t()
+    weight_hh_t = step_operand(weight_hh, batch)
     r, z, s_n = (per_step(gate, steps) for gate in gates.unbind(2))
     views = zip(
         per_step(addend, steps), per_step(x_n, steps), per_step(gates[:, :, :2], steps),
@@ -144,7 +145,7 @@ def gru_reset_before_forward(
     (T, B, H), the gates (T, B, 3, H) and r ⊙ h_{t-1} (T|1, B, H) (all steps when ``keep``)."""
     steps, batch, _ = projected.shape
     hidden = h0.shape[-1]
-    weight_rz_t, weight_n_t = weight_hh[: 2 * hidden].t(), weight_hh[2 * hidden :].t()
+    weight_rz_t, weight_n_t = (step_operand(rows, batch) for rows in weight_hh.split([2 * hidden, hidden]))
     gates = projected.view(steps, batch, 3, hidden)                                 # becomes r, z, n
     hs = projected.new_empty(steps, batch, hidden)
     reset_hs = projected.new_empty(steps if keep else 1, batch, hidden)

@@ -46,6 +46,7 @@ from torchseq.kernels.base import (
     per_step,
     previous_step_gradient,
     sigmoid_slope,
+    step_operand,
     tanh_slope,
     times_previous,
     untracked,
@@ -88,7 +89,7 @@ def lstm_forward(
     cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
     tanh_cs = pre.new_empty(steps if keep else 1, batch, hidden)                    # (T|1, B, H)
     ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
-    weight_hh_t = weight_hh.t()
+    weight_hh_t = step_operand(weight_hh, batch)
     weight_hr_t = None if weight_hr is None else weight_hr.t()
     m_views = per_step(ms, steps)
     h_views = m_views if weight_hr is None else per_step(hs, steps)  # no projection: h_t is m_t's buffer

@@ -20,6 +20,7 @@ from torchseq.kernels.base import (
     last_valid,
     needs_graph,
     previous_step_gradient,
+    step_operand,
     tanh_slope,
     untracked,
 )
@@ -38,7 +39,7 @@ def run_rnn(cell: RNNCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
 def rnn_forward(projected: Tensor, h0: Tensor, weight_hh: Tensor, nonlinearity: str) -> Tensor:
     """The forward loop, turning ``projected`` (T, B, H) into h in place and returning it."""
     activation_ = torch.tanh_ if nonlinearity == "tanh" else torch.relu_
-    weight_hh_t = weight_hh.t()
+    weight_hh_t = step_operand(weight_hh, batch=projected.shape[1])
     h = h0
     with untracked():
         for h_t in projected.unbind(0):
