@@ -14,12 +14,21 @@ from torch.autograd import gradcheck
 
 import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
-from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled
+from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled, workspace
 from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
 from torchseq.kernels.lstm import LSTMRecurrence, kernel_order
 from torchseq.kernels.rnn import RNNRecurrence
 
 F64 = {"dtype": torch.float64}
+
+
+@pytest.fixture(params=["kept", "fresh"])
+def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the LSTM's buffers kept between calls (every shape here is small enough) and again
+    made fresh for each call (what larger shapes get): both paths must give the same results."""
+    if request.param == "fresh":
+        monkeypatch.setattr(workspace, "SMALL_STEP", -1)
+    return request.param
 
 
 def tensor(*shape: int, grad: bool = True) -> Tensor:
@@ -59,7 +68,7 @@ FUNCTIONS = {
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_gradcheck(name: str) -> None:
+def test_gradcheck(name: str, buffers: str) -> None:
     torch.manual_seed(0)
     function, inputs = FUNCTIONS[name]()
     assert gradcheck(function.apply, inputs)
@@ -145,7 +154,7 @@ def forward_and_gradients(layer: torchseq.RNN, x: Tensor, hx, lengths: Tensor | 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("layers", "bidirectional", "use_lengths", "bias"), OPTIONS)
 def test_kernel_equals_the_cell_formulas(kind: str, layers: int, bidirectional: bool, use_lengths: bool,
-                                         bias: str) -> None:
+                                         bias: str, buffers: str) -> None:
     torch.manual_seed(3)
     layer = KINDS[kind](num_layers=layers, bidirectional=bidirectional, bias=bias != "none",
                         recurrent_bias=bias == "both")
@@ -167,7 +176,7 @@ def test_kernel_equals_the_cell_formulas(kind: str, layers: int, bidirectional: 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_inference_path_equals_the_cell_formulas(kind: str) -> None:
+def test_inference_path_equals_the_cell_formulas(kind: str, buffers: str) -> None:
     """Under no_grad the kernels run their loop directly, keeping only one step of gates."""
     torch.manual_seed(4)
     layer = KINDS[kind](bidirectional=True)

@@ -51,6 +51,7 @@ from torchseq.kernels.base import (
     times_previous,
     untracked,
 )
+from torchseq.kernels.workspace import hand_out, keeps, kept
 
 
 def kernel_order(rows: Tensor | None, dim: int = 0) -> Tensor | None:
@@ -68,46 +69,76 @@ def run_lstm(
         hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
     else:  # no graph: reorder the weights' rows instead of pre, and pre's buffer becomes the gates
         pre = F.linear(x, kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)))
-        hs, cs, *_ = lstm_forward(pre, h0, c0, kernel_order(cell.weight_hh), cell.weight_hr, keep=False)
+        hs, cs, _ = lstm_forward(pre, h0, c0, kernel_order(cell.weight_hh), cell.weight_hr, keep=False)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
+
+
+class ForwardBuffers:
+    """The forward loop's buffers for one shape, and the views each step reads and writes, made once.
+
+    Built around ``pre`` (T, B, 4H, rows in :func:`kernel_order`), whose buffer becomes the activated
+    gates. Step t reads h_{t-1} and c_{t-1} from the previous step's views, step 0 from ``h_first`` and
+    ``c_first``, so the loop needs no special first step.
+    """
+
+    def __init__(self, pre: Tensor, out_size: int, keep: bool, projected: bool) -> None:
+        steps, batch, width = pre.shape
+        hidden = width // 4
+        new = pre.new_empty
+        self.pre = pre
+        self.gates = pre.view(steps, batch, 4, hidden)                              # a_t, then σ/tanh(a_t)
+        self.h_first, self.c_first = new(batch, out_size), new(batch, hidden)
+        self.hs = new(steps, batch, out_size)
+        self.cs = new(steps, batch, hidden)
+        self.tanh_cs = new(steps if keep else 1, batch, hidden)             # last step only unless keep
+        self.ms = new(steps, batch, hidden) if projected else self.hs               # m_t is h_t unprojected
+        c_views, m_views = per_step(self.cs, steps), per_step(self.ms, steps)
+        h_views = per_step(self.hs, steps) if projected else m_views
+        self.steps = [*zip(
+            per_step(pre, steps), per_step(self.gates[:, :, :3], steps),
+            *(per_step(gate, steps) for gate in self.gates.unbind(2)),
+            (self.c_first, *c_views[:-1]), c_views, per_step(self.tanh_cs, steps), m_views,
+            (self.h_first, *h_views[:-1]), h_views, strict=True,
+        )]
 
 
 def lstm_forward(
     pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """The forward loop, turning ``pre`` (T, B, 4H) into the activated gates in place; ``pre`` and the
-    rows of ``weight_hh`` in :func:`kernel_order`.
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+    """The forward loop over ``pre`` (T, B, 4H) and the rows of ``weight_hh``, both in
+    :func:`kernel_order`; ``pre``'s buffer becomes the gates, unless the call is small enough for kept
+    buffers (:mod:`torchseq.kernels.workspace`), which ``pre`` is copied into.
 
-    Returns h (T, B, H_out), c (T, B, H), the gates (T, B, 4, H) (``pre``'s buffer, order o, i, f, g),
-    tanh(c) (T, B, H; the last step's only unless ``keep``, for backward) and, with a projection,
-    m = o ⊙ tanh(c) (T, B, H).
+    Returns h (T, B, H_out), c (T, B, H) and, when ``keep``, what backward needs: the gates (T, B, 4, H;
+    order o, i, f, g), tanh(c) (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H).
     """
-    steps, batch, _ = pre.shape
-    hidden = c0.shape[-1]
-    gates = pre.view(steps, batch, 4, hidden)                                       # a_t, then σ/tanh(a_t)
-    hs = pre.new_empty(steps, batch, weight_hh.shape[1])                            # (T, B, H_out)
-    cs = pre.new_empty(steps, batch, hidden)                                        # (T, B, H)
-    tanh_cs = pre.new_empty(steps if keep else 1, batch, hidden)                    # (T|1, B, H)
-    ms = hs if weight_hr is None else pre.new_empty(steps, batch, hidden)           # m_t is h_t unprojected
+    steps, batch, width = pre.shape
+    projected = weight_hr is not None
+    is_kept = keeps(batch * width, pre.device)
+    if is_kept:
+        key = ("lstm forward", steps, batch, width, h0.shape[-1], keep, projected, pre.dtype, pre.device)
+        buffers = kept(key, lambda: ForwardBuffers(torch.empty_like(pre), h0.shape[-1], keep, projected))
+        buffers.pre.copy_(pre)
+    else:
+        buffers = ForwardBuffers(pre, h0.shape[-1], keep, projected)
+    buffers.h_first.copy_(h0)
+    buffers.c_first.copy_(c0)
     weight_hh_t = step_operand(weight_hh, batch)
     weight_hr_t = None if weight_hr is None else weight_hr.t()
-    m_views = per_step(ms, steps)
-    h_views = m_views if weight_hr is None else per_step(hs, steps)  # no projection: h_t is m_t's buffer
-    views = zip(
-        per_step(pre, steps), per_step(gates[:, :, :3], steps),
-        *(per_step(gate, steps) for gate in gates.unbind(2)),
-        per_step(cs, steps), per_step(tanh_cs, steps), m_views, h_views, strict=True,
-    )
-    h, c = h0, c0
     with untracked():
-        for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_t, tanh_c_t, m_t, h_t in views:
-            a_t.addmm_(h, weight_hh_t)                                              # a = pre + W_hh h
+        for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_prev, c_t, tanh_c_t, m_t, h_prev, h_t in buffers.steps:
+            a_t.addmm_(h_prev, weight_hh_t)                                         # a = pre + W_hh h
             o_i_f_t.sigmoid_()                                                      # o, i, f
             g_t.tanh_()                                                             # g
-            c = torch.mul(f_t, c, out=c_t).addcmul_(i_t, g_t)                       # c_t = f ⊙ c + i ⊙ g
-            m = torch.mul(o_t, torch.tanh(c, out=tanh_c_t), out=m_t)                # m_t = o ⊙ tanh(c_t)
-            h = m if weight_hr_t is None else torch.mm(m, weight_hr_t, out=h_t)     # h_t = W_hr m_t
-    return hs, cs, gates, tanh_cs, None if weight_hr is None else ms
+            torch.mul(f_t, c_prev, out=c_t).addcmul_(i_t, g_t)                      # c_t = f ⊙ c + i ⊙ g
+            torch.mul(o_t, torch.tanh(c_t, out=tanh_c_t), out=m_t)                  # m_t = o ⊙ tanh(c_t)
+            if weight_hr_t is not None:
+                torch.mm(m_t, weight_hr_t, out=h_t)                                 # h_t = W_hr m_t
+    hs, cs = hand_out(buffers.hs, is_kept), hand_out(buffers.cs, is_kept)
+    if not keep:
+        return hs, cs, None
+    saved = (buffers.gates, buffers.tanh_cs, buffers.ms if projected else None)
+    return hs, cs, tuple(None if b is None else hand_out(b, is_kept) for b in saved)
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -121,49 +152,48 @@ class LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
         # The reordered copy of pre is the forward loop's own buffer (the clone it needs anyway).
         gates_buffer = kernel_order(pre, dim=-1)
-        hs, cs, gates, tanh_cs, ms = lstm_forward(
-            gates_buffer, h0, c0, kernel_order(weight_hh), weight_hr, keep=True
-        )
-        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms)
+        hs, cs, saved = lstm_forward(gates_buffer, h0, c0, kernel_order(weight_hh), weight_hr, keep=True)
+        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, *saved)
         return hs, cs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs, d_cs):
         h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
-        steps, batch = gates.shape[:2]
+        steps, batch, _, hidden = gates.shape
         o, i, f, g = gates.unbind(2)                                                # (T, B, H) each
+        is_kept = keeps(batch * 4 * hidden, gates.device)
+        if is_kept:
+            key = ("lstm backward", steps, batch, hidden, h0.shape[-1], gates.dtype, gates.device)
+            buffers = kept(key, lambda: BackwardBuffers(f.new_empty(f.shape), h0.shape[-1]))
+            buffers.f.copy_(f)
+        else:
+            buffers = BackwardBuffers(f, h0.shape[-1])
 
         # Factors that do not depend on the recurrence, for every timestep at once, written in place
         # into two buffers in torch's gate order; each step multiplies its factors by dc or dm in place,
         # so that the factor buffer becomes dA, the gradient of pre.
-        factors = torch.empty_like(gates)                                           # (T, B, 4, H)
+        factors = buffers.factors                                                   # (T, B, 4, H)
         per_i, per_f, per_g, per_dm = factors.unbind(2)
         sigmoid_slope(gates[:, :, 1:3], out=factors[:, :, :2])       # i(1 − i), f(1 − f)
         per_i.mul_(g)                                                # dâ_i = dc ⊙ g i(1 − i)
         times_previous(per_f, c0, cs)                                # dâ_f = dc ⊙ c_{t-1} f(1 − f)
         tanh_slope(g, out=per_g).mul_(i)                             # dâ_g = dc ⊙ i (1 − g²)
         sigmoid_slope(o, out=per_dm).mul_(tanh_cs)                   # dâ_o = dm ⊙ tanh(c) o(1 − o)
-        dc_per_dm = tanh_slope(tanh_cs, out=torch.empty_like(cs)).mul_(o)  # dc += dm ⊙ o (1 − tanh² c)
+        tanh_slope(tanh_cs, out=buffers.dc_per_dm).mul_(o)           # dc += dm ⊙ o (1 − tanh² c)
 
         # Total gradients of h_t and c_t, accumulated in place as the loop walks back, in buffers with one
         # more row in front for h_0 and c_0: every step adds into "the previous row", the first step
         # included, with no special case, and the initial states' gradients are that row at the end.
-        dhs = d_hs.new_zeros(steps + 1, batch, d_hs.shape[-1])
-        dcs = d_cs.new_zeros(steps + 1, batch, d_cs.shape[-1])
-        dhs[1:] = d_hs
-        dcs[1:] = d_cs
-        dh_, dc_ = per_step(dhs, steps + 1), per_step(dcs, steps + 1)
-        views = zip(
-            dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(dcs[1:].unsqueeze(2), steps),
-            per_step(dc_per_dm, steps), per_step(factors[:, :, :3], steps), per_step(per_dm, steps),
-            per_step(factors.view(steps, batch, -1), steps), per_step(f, steps), strict=True,
-        )
-        views = reversed([*views])
+        dhs, dcs = buffers.dhs, buffers.dcs
+        dhs[0].zero_()
+        dcs[0].zero_()
+        dhs[1:].copy_(d_hs)
+        dcs[1:].copy_(d_cs)
         with untracked():
-            for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm_t, d_i_f_g, d_o, d_a, f_t in views:
+            for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm, d_i_f_g, d_o, d_a, f_t in buffers.steps:
                 dm = dh if weight_hr is None else dh @ weight_hr                    # dm_t = dh_t W_hr
-                dc.addcmul_(dm, dc_per_dm_t)                                # dc_t += dm ⊙ o(1 − tanh² c)
+                dc.addcmul_(dm, dc_per_dm)                                  # dc_t += dm ⊙ o(1 − tanh² c)
                 d_i_f_g.mul_(dc_gates)                                              # dâ_i, dâ_f, dâ_g
                 d_o.mul_(dm)                                                        # dâ_o
                 dh_before.addmm_(d_a, weight_hh)                                    # dh_{t-1} += dA_t W_hh
@@ -172,4 +202,30 @@ class LSTMRecurrence(torch.autograd.Function):
 
         d_weight_hh = previous_step_gradient(d_pre, h0, hs) if ctx.needs_input_grad[3] else None
         d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if ctx.needs_input_grad[4] else None
-        return d_pre, dhs[0], dcs[0], d_weight_hh, d_weight_hr
+        d_pre, d_h0, d_c0 = (hand_out(b, is_kept) for b in (d_pre, dhs[0], dcs[0]))
+        return d_pre, d_h0, d_c0, d_weight_hh, d_weight_hr
+
+
+class BackwardBuffers:
+    """The backward loop's buffers for one shape, and the views each step reads and writes, made once.
+
+    Built around f (T, B, H), the forget gates, read by every step. ``dhs`` and ``dcs`` have one more row
+    in front, for h_0 and c_0; ``steps`` runs from the last step to the first.
+    """
+
+    def __init__(self, f: Tensor, out_size: int) -> None:
+        steps, batch, hidden = f.shape
+        new = f.new_empty
+        self.f = f
+        self.dhs = new(steps + 1, batch, out_size)
+        self.dcs = new(steps + 1, batch, hidden)
+        self.factors = new(steps, batch, 4, hidden)                                 # order i, f, g, o
+        self.dc_per_dm = new(steps, batch, hidden)
+        dh_, dc_ = per_step(self.dhs, steps + 1), per_step(self.dcs, steps + 1)
+        views = zip(
+            dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(self.dcs[1:].unsqueeze(2), steps),
+            per_step(self.dc_per_dm, steps), per_step(self.factors[:, :, :3], steps),
+            per_step(self.factors[:, :, 3], steps), per_step(self.factors.view(steps, batch, -1), steps),
+            per_step(f, steps), strict=True,
+        )
+        self.steps = [*views][::-1]
