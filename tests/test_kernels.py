@@ -48,14 +48,22 @@ def graph_nodes(output: Tensor) -> set[str]:
 
 
 # -- gradcheck of each autograd.Function, float64, tiny shapes --------------------------------------
-T, B, H, P = 4, 3, 3, 2
+T, B, IN, H, P = 4, 3, 2, 3, 2
 
 FUNCTIONS = {
     "lstm": lambda: (
-        LSTMRecurrence, (tensor(T, B, 4 * H), tensor(B, H), tensor(B, H), tensor(4 * H, H), None)
+        LSTMRecurrence,
+        (tensor(T, B, IN), tensor(B, H), tensor(B, H), tensor(4 * H, IN), tensor(4 * H), tensor(4 * H, H),
+         None),
+    ),
+    "lstm_no_bias": lambda: (
+        LSTMRecurrence,
+        (tensor(T, B, IN), tensor(B, H), tensor(B, H), tensor(4 * H, IN), None, tensor(4 * H, H), None),
     ),
     "lstm_proj": lambda: (
-        LSTMRecurrence, (tensor(T, B, 4 * H), tensor(B, P), tensor(B, H), tensor(4 * H, P), tensor(P, H))
+        LSTMRecurrence,
+        (tensor(T, B, IN), tensor(B, P), tensor(B, H), tensor(4 * H, IN), tensor(4 * H), tensor(4 * H, P),
+         tensor(P, H)),
     ),
     "gru": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), tensor(H))),
     "gru_no_bias": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), None)),
@@ -97,7 +105,7 @@ def test_results_and_gradients_are_ordinary_tensors(name: str) -> None:
 
 
 #: Positions of the weights among each function's inputs.
-WEIGHTS = {"lstm": (3,), "gru": (2, 3), "rnn_tanh": (2,)}
+WEIGHTS = {"lstm": (3, 4, 5), "gru": (2, 3), "rnn_tanh": (2,)}
 
 
 @pytest.mark.parametrize("name", WEIGHTS)

@@ -1,14 +1,17 @@
 """The LSTM recurrence (optionally projected, LSTMP) with a hand-derived backward pass.
 
-Forward, per step (pre_t = W_ih x_t + b_ih + b_hh for all t at once, before the loop):
+Forward, per step, after pre_t = W_ih x_t + b_ih + b_hh for all t at once (one GEMM into the loop's own
+buffer, before the loop):
 
     a_t = pre_t + h_{t-1} W_hhᵀ                           one GEMM, accumulated in place into pre_t
     o, i, f = σ(a_o, a_i, a_f);  g = tanh(a_g)            in place: the buffer of pre becomes the gates
     c_t = f ⊙ c_{t-1} + i ⊙ g
     m_t = o ⊙ tanh(c_t);  h_t = m_t (or m_t W_hrᵀ with a projection)
 
-The forward loop keeps the gates in the order **o, i, f, g** (torch's i, f, g, o rolled by one gate, see
-:func:`kernel_order`), so that the three σ gates are one slice: one σ call a step instead of two.
+The kernel keeps the gates in the order **o, i, f, g** (torch's i, f, g, o rolled by one gate, see
+:func:`kernel_order`), so that the three σ gates are one slice: one σ call a step instead of two. The
+rows of the weights are reordered (small copies, differentiated by autograd), never the (T, B, 4H)
+activations.
 
 Backward (FORMULAS.md, "Backpropagation through time for the LSTM"), per step going back, with
 dm_t the gradient at o ⊙ tanh(c_t) (dh_t itself without a projection, dh_t W_hr with one):
@@ -19,9 +22,9 @@ dm_t the gradient at o ⊙ tanh(c_t) (dh_t itself without a projection, dh_t W_h
     dh_{t-1} += dA_t W_hh;   dc_{t-1} += dc_t ⊙ f_t
 
 Everything right of ``dc_t ⊙`` and ``dm_t ⊙`` is known after the forward pass, so it is computed for
-all timesteps before the loop, in torch's gate order, where i, f, g (the gates multiplied by dc) are one
-slice. The loop keeps only what is truly sequential: 4 pointwise ops and one GEMM a step, each
-accumulating in place into a buffer of all steps.
+all timesteps before the loop, where i, f, g (the gates multiplied by dc) are one slice. The loop keeps
+only what is truly sequential: 4 pointwise ops and one GEMM a step, each accumulating in place into a
+buffer of all steps. Then dW_hh, dW_ih, db and dx are one GEMM or sum each over all timesteps.
 
 Why the loops look the way they do: at small sizes (B = 1, H = 128) a pointwise op costs 1–2 µs of
 dispatch whatever its size and a view ``buffer[t]`` about 0.5 µs, while the arithmetic takes a few dozen
@@ -35,7 +38,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from torch.nn import functional as F
 
 from torchseq.cells.lstm import LSTMCell
 from torchseq.kernels.base import (
@@ -64,29 +66,30 @@ def run_lstm(
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """x (T, B, I) and (h_0, c_0) → outputs (T, B, H_out) and the final (h, c), as ``Unroll`` returns."""
     h0, c0 = state
+    weights = (
+        kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)), kernel_order(cell.weight_hh),
+        cell.weight_hr,
+    )
     if needs_graph(x, h0, c0, *cell.parameters()):
-        pre = F.linear(x, cell.weight_ih, folded_bias(cell))                       # (T, B, 4H)
-        hs, cs = LSTMRecurrence.apply(pre, h0, c0, cell.weight_hh, cell.weight_hr)
-    else:  # no graph: reorder the weights' rows instead of pre, and pre's buffer becomes the gates
-        pre = F.linear(x, kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)))
-        hs, cs, _ = lstm_forward(pre, h0, c0, kernel_order(cell.weight_hh), cell.weight_hr, keep=False)
+        hs, cs = LSTMRecurrence.apply(x, h0, c0, *weights)
+    else:
+        hs, cs, _ = lstm_forward(x, h0, c0, *weights, keep=False)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
 
 
 class ForwardBuffers:
     """The forward loop's buffers for one shape, and the views each step reads and writes, made once.
 
-    Built around ``pre`` (T, B, 4H, rows in :func:`kernel_order`), whose buffer becomes the activated
-    gates. Step t reads h_{t-1} and c_{t-1} from the previous step's views, step 0 from ``h_first`` and
-    ``c_first``, so the loop needs no special first step.
+    ``pre`` (T, B, 4H, gate order o, i, f, g) becomes the activated gates in place. Step t reads h_{t-1}
+    and c_{t-1} from the previous step's views, step 0 from ``h_first`` and ``c_first``, so the loop
+    needs no special first step.
     """
 
-    def __init__(self, pre: Tensor, out_size: int, keep: bool, projected: bool) -> None:
-        steps, batch, width = pre.shape
-        hidden = width // 4
-        new = pre.new_empty
-        self.pre = pre
-        self.gates = pre.view(steps, batch, 4, hidden)                              # a_t, then σ/tanh(a_t)
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int, out_size: int, keep: bool) -> None:
+        new = like.new_empty
+        projected = out_size != hidden  # torch.nn requires proj_size < hidden_size
+        self.pre = new(steps, batch, 4 * hidden)
+        self.gates = self.pre.view(steps, batch, 4, hidden)                         # a_t, then σ/tanh(a_t)
         self.h_first, self.c_first = new(batch, out_size), new(batch, hidden)
         self.hs = new(steps, batch, out_size)
         self.cs = new(steps, batch, hidden)
@@ -95,7 +98,7 @@ class ForwardBuffers:
         c_views, m_views = per_step(self.cs, steps), per_step(self.ms, steps)
         h_views = per_step(self.hs, steps) if projected else m_views
         self.steps = [*zip(
-            per_step(pre, steps), per_step(self.gates[:, :, :3], steps),
+            per_step(self.pre, steps), per_step(self.gates[:, :, :3], steps),
             *(per_step(gate, steps) for gate in self.gates.unbind(2)),
             (self.c_first, *c_views[:-1]), c_views, per_step(self.tanh_cs, steps), m_views,
             (self.h_first, *h_views[:-1]), h_views, strict=True,
@@ -103,24 +106,28 @@ class ForwardBuffers:
 
 
 def lstm_forward(
-    pre: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor, weight_hr: Tensor | None, keep: bool
+    x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
+    weight_hr: Tensor | None, keep: bool,
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
-    """The forward loop over ``pre`` (T, B, 4H) and the rows of ``weight_hh``, both in
-    :func:`kernel_order`; ``pre``'s buffer becomes the gates, unless the call is small enough for kept
-    buffers (:mod:`torchseq.kernels.workspace`), which ``pre`` is copied into.
+    """The input projection of x (T, B, I) and the forward loop, with the rows of ``weight_ih``, ``bias``
+    and ``weight_hh`` in :func:`kernel_order`, in kept buffers (:mod:`torchseq.kernels.workspace`)
+    where the call is small enough, else in buffers made for it.
 
     Returns h (T, B, H_out), c (T, B, H) and, when ``keep``, what backward needs: the gates (T, B, 4, H;
     order o, i, f, g), tanh(c) (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H).
     """
-    steps, batch, width = pre.shape
-    projected = weight_hr is not None
-    is_kept = keeps(batch * width, pre.device)
+    steps, batch, _ = x.shape
+    hidden, out_size = c0.shape[-1], h0.shape[-1]
+    is_kept = keeps(batch * 4 * hidden, x.device)
     if is_kept:
-        key = ("lstm forward", steps, batch, width, h0.shape[-1], keep, projected, pre.dtype, pre.device)
-        buffers = kept(key, lambda: ForwardBuffers(torch.empty_like(pre), h0.shape[-1], keep, projected))
-        buffers.pre.copy_(pre)
+        key = ("lstm forward", steps, batch, hidden, out_size, keep, x.dtype, x.device)
+        buffers = kept(key, lambda: ForwardBuffers(x, steps, batch, hidden, out_size, keep))
     else:
-        buffers = ForwardBuffers(pre, h0.shape[-1], keep, projected)
+        buffers = ForwardBuffers(x, steps, batch, hidden, out_size, keep)
+    if bias is None:                                                                # pre = x W_ihᵀ + b
+        torch.mm(flat(x), weight_ih.t(), out=flat(buffers.pre))
+    else:
+        torch.addmm(bias, flat(x), weight_ih.t(), out=flat(buffers.pre))
     buffers.h_first.copy_(h0)
     buffers.c_first.copy_(c0)
     weight_hh_t = step_operand(weight_hh, batch)
@@ -137,29 +144,28 @@ def lstm_forward(
     hs, cs = hand_out(buffers.hs, is_kept), hand_out(buffers.cs, is_kept)
     if not keep:
         return hs, cs, None
-    saved = (buffers.gates, buffers.tanh_cs, buffers.ms if projected else None)
+    saved = (buffers.gates, buffers.tanh_cs, buffers.ms if weight_hr is not None else None)
     return hs, cs, tuple(None if b is None else hand_out(b, is_kept) for b in saved)
 
 
 class LSTMRecurrence(torch.autograd.Function):
-    """(pre (T, B, 4H), h_0, c_0, W_hh, W_hr | None) → (h (T, B, H_out), c (T, B, H)) with explicit BPTT.
+    """(x (T, B, I), h_0, c_0, W_ih, b | None, W_hh, W_hr | None) → (h (T, B, H_out), c (T, B, H)) with
+    explicit BPTT; the rows of W_ih, b and W_hh in :func:`kernel_order`, b = b_ih + b_hh.
 
-    Inputs and gradients in torch's gate order i, f, g, o. First-order only (``once_differentiable``):
-    a double backward raises instead of being wrong.
+    First-order only (``once_differentiable``): a double backward raises instead of being wrong.
     """
 
     @staticmethod
-    def forward(ctx, pre, h0, c0, weight_hh, weight_hr):
-        # The reordered copy of pre is the forward loop's own buffer (the clone it needs anyway).
-        gates_buffer = kernel_order(pre, dim=-1)
-        hs, cs, saved = lstm_forward(gates_buffer, h0, c0, kernel_order(weight_hh), weight_hr, keep=True)
-        ctx.save_for_backward(h0, c0, weight_hh, weight_hr, hs, cs, *saved)
+    def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, weight_hr):
+        hs, cs, saved = lstm_forward(x, h0, c0, weight_ih, bias, weight_hh, weight_hr, keep=True)
+        ctx.save_for_backward(x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, *saved)
+        ctx.has_bias = bias is not None
         return hs, cs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs, d_cs):
-        h0, c0, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
+        x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
         steps, batch, _, hidden = gates.shape
         o, i, f, g = gates.unbind(2)                                                # (T, B, H) each
         is_kept = keeps(batch * 4 * hidden, gates.device)
@@ -171,11 +177,11 @@ class LSTMRecurrence(torch.autograd.Function):
             buffers = BackwardBuffers(f, h0.shape[-1])
 
         # Factors that do not depend on the recurrence, for every timestep at once, written in place
-        # into two buffers in torch's gate order; each step multiplies its factors by dc or dm in place,
-        # so that the factor buffer becomes dA, the gradient of pre.
+        # into two buffers; each step multiplies its factors by dc or dm in place, so that the factor
+        # buffer becomes dA, the gradient of pre.
         factors = buffers.factors                                                   # (T, B, 4, H)
-        per_i, per_f, per_g, per_dm = factors.unbind(2)
-        sigmoid_slope(gates[:, :, 1:3], out=factors[:, :, :2])       # i(1 − i), f(1 − f)
+        per_dm, per_i, per_f, per_g = factors.unbind(2)
+        sigmoid_slope(gates[:, :, 1:3], out=factors[:, :, 1:3])      # i(1 − i), f(1 − f)
         per_i.mul_(g)                                                # dâ_i = dc ⊙ g i(1 − i)
         times_previous(per_f, c0, cs)                                # dâ_f = dc ⊙ c_{t-1} f(1 − f)
         tanh_slope(g, out=per_g).mul_(i)                             # dâ_g = dc ⊙ i (1 − g²)
@@ -200,10 +206,15 @@ class LSTMRecurrence(torch.autograd.Function):
                 dc_before.addcmul_(dc, f_t)                                         # dc_{t-1} += dc_t ⊙ f_t
         d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
-        d_weight_hh = previous_step_gradient(d_pre, h0, hs) if ctx.needs_input_grad[3] else None
-        d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if ctx.needs_input_grad[4] else None
-        d_pre, d_h0, d_c0 = (hand_out(b, is_kept) for b in (d_pre, dhs[0], dcs[0]))
-        return d_pre, d_h0, d_c0, d_weight_hh, d_weight_hr
+        needs = ctx.needs_input_grad
+        d_x = d_pre @ weight_ih if needs[0] else None
+        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
+        d_c0 = hand_out(dcs[0], is_kept) if needs[2] else None
+        d_weight_ih = flat(d_pre).t() @ flat(x) if needs[3] else None
+        d_bias = flat(d_pre).sum(0) if ctx.has_bias and needs[4] else None
+        d_weight_hh = previous_step_gradient(d_pre, h0, hs) if needs[5] else None
+        d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if needs[6] else None
+        return d_x, d_h0, d_c0, d_weight_ih, d_bias, d_weight_hh, d_weight_hr
 
 
 class BackwardBuffers:
@@ -219,13 +230,13 @@ class BackwardBuffers:
         self.f = f
         self.dhs = new(steps + 1, batch, out_size)
         self.dcs = new(steps + 1, batch, hidden)
-        self.factors = new(steps, batch, 4, hidden)                                 # order i, f, g, o
+        self.factors = new(steps, batch, 4, hidden)                                 # order o, i, f, g
         self.dc_per_dm = new(steps, batch, hidden)
         dh_, dc_ = per_step(self.dhs, steps + 1), per_step(self.dcs, steps + 1)
         views = zip(
             dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(self.dcs[1:].unsqueeze(2), steps),
-            per_step(self.dc_per_dm, steps), per_step(self.factors[:, :, :3], steps),
-            per_step(self.factors[:, :, 3], steps), per_step(self.factors.view(steps, batch, -1), steps),
+            per_step(self.dc_per_dm, steps), per_step(self.factors[:, :, 1:], steps),
+            per_step(self.factors[:, :, 0], steps), per_step(self.factors.view(steps, batch, -1), steps),
             per_step(f, steps), strict=True,
         )
         self.steps = [*views][::-1]
