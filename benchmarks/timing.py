@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -147,10 +150,10 @@ def _cpu_peak_bytes(run: Callable[[], None]) -> int | None:
         from torch._C._profiler import _EventType
     except ImportError:  # a torch without the event tree
         return None
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+    with native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as trace:
         run()
     events: list[tuple[int, int]] = []
-    pending = list(recorded.profiler.kineto_results.experimental_event_tree())
+    pending = list(trace.profiler.kineto_results.experimental_event_tree())
     while pending:
         event = pending.pop()
         if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
@@ -161,3 +164,22 @@ def _cpu_peak_bytes(run: Callable[[], None]) -> int | None:
         live += size
         peak = max(peak, live)
     return peak
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send the process's own stderr (file descriptor 2) to /dev/null for a block.
+
+    torch 2.14's profiler backend (kineto) writes a "USDT: … profiler_start" and a "… profiler_stop" line
+    straight to descriptor 2 for every profiled call: two per row and side would bury the table. Python
+    exceptions still surface, after the block; ``sys.stderr`` is flushed first so nothing is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

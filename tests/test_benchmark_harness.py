@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -11,7 +12,14 @@ from benchmarks.floor import Floor, gemm_flops, layer_inputs
 from benchmarks.results import Row
 from benchmarks.run import main, parse_arguments, select_shapes, sides_for
 from benchmarks.shapes import FASTRNNS, SMALL, Shape, grid, quick
-from benchmarks.timing import CpuClock, Timing, Workload, peak_memory_bytes, time_interleaved
+from benchmarks.timing import (
+    CpuClock,
+    Timing,
+    Workload,
+    native_stderr_silenced,
+    peak_memory_bytes,
+    time_interleaved,
+)
 
 
 def test_runs_end_to_end_on_a_tiny_shape(tmp_path) -> None:
@@ -100,6 +108,15 @@ def test_cpu_peak_memory_sums_allocations_and_frees_in_order() -> None:
         del second, third
 
     assert peak_memory_bytes(Workload(allocate), torch.device("cpu")) == 1_500_000
+
+
+def test_native_stderr_is_silenced_only_inside_the_block(capfd: pytest.CaptureFixture[str]) -> None:
+    """What the profiler backend writes to descriptor 2 is dropped; the descriptor works again after."""
+    os.write(2, b"before\n")
+    with native_stderr_silenced():
+        os.write(2, b"USDT: profiler_start\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "before\nafter\n"
 
 
 def test_interleaving_rotates_the_starting_side() -> None:
