@@ -65,13 +65,26 @@ FUNCTIONS = {
         (tensor(T, B, IN), tensor(B, P), tensor(B, H), tensor(4 * H, IN), tensor(4 * H), tensor(4 * H, P),
          tensor(P, H)),
     ),
-    "gru": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), tensor(H))),
-    "gru_no_bias": lambda: (GRURecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H), None)),
-    "gru_reset_before": lambda: (
-        GRUResetBeforeRecurrence, (tensor(T, B, 3 * H), tensor(B, H), tensor(3 * H, H))
+    "gru": lambda: (
+        GRURecurrence,
+        (tensor(T, B, IN), tensor(B, H), tensor(3 * H, IN), tensor(3 * H), tensor(3 * H, H), tensor(H)),
     ),
-    "rnn_tanh": lambda: (RNNRecurrence, (tensor(T, B, H), tensor(B, H), tensor(H, H), "tanh")),
-    "rnn_relu": lambda: (RNNRecurrence, (tensor(T, B, H), tensor(B, H), tensor(H, H), "relu")),
+    "gru_no_bias": lambda: (
+        GRURecurrence, (tensor(T, B, IN), tensor(B, H), tensor(3 * H, IN), None, tensor(3 * H, H), None)
+    ),
+    "gru_reset_before": lambda: (
+        GRUResetBeforeRecurrence,
+        (tensor(T, B, IN), tensor(B, H), tensor(3 * H, IN), tensor(3 * H), tensor(3 * H, H)),
+    ),
+    "rnn_tanh": lambda: (
+        RNNRecurrence, (tensor(T, B, IN), tensor(B, H), tensor(H, IN), tensor(H), tensor(H, H), "tanh")
+    ),
+    "rnn_relu": lambda: (
+        RNNRecurrence, (tensor(T, B, IN), tensor(B, H), tensor(H, IN), tensor(H), tensor(H, H), "relu")
+    ),
+    "rnn_no_bias": lambda: (
+        RNNRecurrence, (tensor(T, B, IN), tensor(B, H), tensor(H, IN), None, tensor(H, H), "tanh")
+    ),
 }
 
 
@@ -105,7 +118,7 @@ def test_results_and_gradients_are_ordinary_tensors(name: str) -> None:
 
 
 #: Positions of the weights among each function's inputs.
-WEIGHTS = {"lstm": (3, 4, 5), "gru": (2, 3), "rnn_tanh": (2,)}
+WEIGHTS = {"lstm": (3, 4, 5), "gru": (2, 3, 4, 5), "rnn_tanh": (2, 3, 4)}
 
 
 @pytest.mark.parametrize("name", WEIGHTS)

@@ -42,6 +42,29 @@ def folded_bias(cell: RecurrentCell, recurrent_rows: int | None = None) -> Tenso
     return torch.cat([cell.bias_ih[:rows] + cell.bias_hh[:rows], cell.bias_ih[rows:]])
 
 
+def project(x: Tensor, weight_ih: Tensor, bias: Tensor | None, out: Tensor) -> Tensor:
+    """pre = x W_ihᵀ + b for every timestep: one GEMM over the (T·B) rows of x (T, B, I) into ``out``, a
+    kernel's own contiguous buffer of T·B·G elements (e.g. (T, B, G) or (T, B, gates, H)), which the
+    loop then turns into gates or states in place."""
+    rows = out.view(-1, weight_ih.shape[0])                                         # (T·B, G), no copy
+    if bias is None:
+        return torch.mm(flat(x), weight_ih.t(), out=rows)
+    return torch.addmm(bias, flat(x), weight_ih.t(), out=rows)
+
+
+def input_side_gradients(
+    d_pre: Tensor, x: Tensor, weight_ih: Tensor, needs: tuple[bool, bool, bool]
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """dx, dW_ih and db of :func:`project` from d_pre (T, B, G), where ``needs`` says so: one GEMM or one
+    sum each, over all timesteps at once."""
+    needs_x, needs_weight, needs_bias = needs
+    return (
+        d_pre @ weight_ih if needs_x else None,
+        flat(d_pre).t() @ flat(x) if needs_weight else None,
+        flat(d_pre).sum(0) if needs_bias else None,
+    )
+
+
 def sigmoid_slope(s: Tensor, out: Tensor) -> Tensor:
     """σ'(a) = s (1 − s) from s = σ(a), as s − s·s in one pass, into ``out`` (no temporary)."""
     return torch.addcmul(s, s, s, value=-1, out=out)
@@ -95,6 +118,12 @@ def per_step(buffer: Tensor, steps: int) -> tuple[Tensor, ...]:
     """
     views = buffer.unbind(0)
     return views * steps if len(views) == 1 and steps > 1 else views
+
+
+def shifted(first: Tensor, views: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Each step's previous state: ``first`` (a buffer the initial state is copied into) for step 0, then
+    the views of steps 0 … T−2; so a loop reads h_{t-1} like any other operand, with no special first step."""
+    return (first, *views[:-1])
 
 
 def untracked() -> torch.inference_mode:

@@ -19,6 +19,12 @@ multiply by a precomputed (B, 4, H) factor, one addcmul and one GEMM.
 
 Backward: dâ_z, dâ_n as above; d(r⊙h) = dâ_n W_hn;  dâ_r = d(r⊙h) ⊙ h_{t-1} ⊙ r(1 − r);
 dh_{t-1} += dh ⊙ z + d(r⊙h) ⊙ r + [dâ_r, dâ_z] W_{h,rz}.
+
+Both compute x_t for all t as one GEMM into the kernel's own buffer, and after the backward loop dW_hh,
+dW_ih, db and dx are one GEMM or sum each over all timesteps. As for the LSTM (see its module), every
+buffer and its per-step views are made once per shape (``ForwardBuffers``, ``BackwardBuffers``), kept
+between calls where a step is small (:mod:`torchseq.kernels.workspace`), and each loop reads h_{t-1}
+from the previous step's view, h_0's copy for the first: no loop has a special step.
 """
 
 from __future__ import annotations
@@ -26,22 +32,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from torch.nn import functional as F
 
 from torchseq.cells.gru import GRUCell
 from torchseq.kernels.base import (
     flat,
     folded_bias,
+    input_side_gradients,
     last_valid,
     needs_graph,
     per_step,
     previous_step_gradient,
+    project,
+    shifted,
     sigmoid_slope,
     step_operand,
     tanh_slope,
     times_previous,
     untracked,
 )
+from torchseq.kernels.workspace import buffers_for, hand_out
 
 
 def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -49,69 +58,118 @@ def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
     hidden = cell.hidden_size
     if cell.reset_after:
         # b_hn sits inside r ⊙ (W_hn h + b_hn), so only the r and z parts of b_hh can be folded.
-        projected = F.linear(x, cell.weight_ih, folded_bias(cell, recurrent_rows=2 * hidden))
         b_hn = None if cell.bias_hh is None else cell.bias_hh[2 * hidden :]
-        inputs = (projected, h0, cell.weight_hh, b_hn)
+        inputs = (x, h0, cell.weight_ih, folded_bias(cell, recurrent_rows=2 * hidden), cell.weight_hh, b_hn)
         recurrence, forward = GRURecurrence, gru_forward
     else:
-        projected = F.linear(x, cell.weight_ih, folded_bias(cell))
-        inputs = (projected, h0, cell.weight_hh)
+        inputs = (x, h0, cell.weight_ih, folded_bias(cell), cell.weight_hh)
         recurrence, forward = GRUResetBeforeRecurrence, gru_reset_before_forward
-    if needs_graph(*inputs):
+    if needs_graph(x, h0, *cell.parameters()):
         hs = recurrence.apply(*inputs)
     else:
-        hs, *_ = forward(*inputs, keep=False)
+        hs, _ = forward(*inputs, keep=False)
     return hs, last_valid(hs, lengths)
 
 
 # -- reset_after=True ------------------------------------------------------------------------------
+class ForwardBuffers:
+    """The forward loop's buffers for one shape (reset_after=True), and every step's views, made once.
+
+    ``projected`` (T, B, 3H) holds x_t; ``gates`` (T, B, 3, H) starts as [x_r, x_z, b_hn] and becomes
+    [a_r, a_z, s_n], then [r, z, s_n]; ``ns`` keeps n (all steps when ``keep``, else the last).
+    """
+
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> None:
+        new = like.new_empty
+        self.projected = new(steps, batch, 3 * hidden)
+        self.gates = new(steps, batch, 3, hidden)
+        self.hs = new(steps, batch, hidden)
+        self.ns = new(steps if keep else 1, batch, hidden)
+        self.h_first = new(batch, hidden)
+        difference = new(batch, hidden)                                             # h_{t-1} − n, one step
+        h_views = per_step(self.hs, steps)
+        self.steps = [*zip(
+            per_step(self.gates.view(steps, batch, -1), steps),
+            per_step(self.projected[..., 2 * hidden :], steps),
+            per_step(self.gates[:, :, :2], steps), *(per_step(gate, steps) for gate in self.gates.unbind(2)),
+            per_step(self.ns, steps), (difference,) * steps, shifted(self.h_first, h_views), h_views,
+            strict=True,
+        )]
+
+
 def gru_forward(
-    projected: Tensor, h0: Tensor, weight_hh: Tensor, b_hn: Tensor | None, keep: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns h (T, B, H), [r, z, s_n] (T, B, 3, H) and n (T|1, B, H) (all steps when ``keep``)."""
-    steps, batch, _ = projected.shape
+    x: Tensor, h0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, b_hn: Tensor | None,
+    keep: bool,
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """The input projection of x (T, B, I) and the forward loop. Returns h (T, B, H) and, when ``keep``,
+    what backward needs: [r, z, s_n] (T, B, 3, H) and n (T, B, H)."""
+    steps, batch, _ = x.shape
     hidden = h0.shape[-1]
-    x_rz, x_n = projected[..., : 2 * hidden], projected[..., 2 * hidden :]
-    s_n_addend = x_n.new_zeros(()) if b_hn is None else b_hn
-    addend = torch.cat([x_rz, s_n_addend.expand_as(x_n)], dim=-1)                  # [x_r, x_z, b_hn]
-    gates = addend.view(steps, batch, 3, hidden)                                    # becomes r, z, s_n
-    hs = projected.new_empty(steps, batch, hidden)
-    ns = projected.new_empty(steps if keep else 1, batch, hidden)
-    difference = projected.new_empty(batch, hidden)
-    weight_hh_t = step_operand(weight_hh, batch)
-    r, z, s_n = (per_step(gate, steps) for gate in gates.unbind(2))
-    views = zip(
-        per_step(addend, steps), per_step(x_n, steps), per_step(gates[:, :, :2], steps),
-        r, z, s_n, per_step(ns, steps), per_step(hs, steps), strict=True,
+    buffers, is_kept = buffers_for(
+        ("gru forward", steps, batch, hidden, keep, x.dtype, x.device),
+        lambda: ForwardBuffers(x, steps, batch, hidden, keep), batch * 4 * hidden, x.device,
     )
-    h = h0
+    project(x, weight_ih, bias, out=buffers.projected)                              # x_r, x_z, x_n
+    x_rz = buffers.projected[..., : 2 * hidden].view(steps, batch, 2, hidden)
+    buffers.gates[:, :, :2].copy_(x_rz)
+    buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)                 # b_hn
+    buffers.h_first.copy_(h0)
+    weight_hh_t = step_operand(weight_hh, batch)
     with untracked():
-        for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, h_t in views:
-            a_t.addmm_(h, weight_hh_t)                                              # [a_r, a_z, s_n] in place
+        for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, difference, h_prev, h_t in buffers.steps:
+            a_t.addmm_(h_prev, weight_hh_t)                                         # [a_r, a_z, s_n] in place
             torch.sigmoid_(r_z_t)                                                   # r, z
             torch.addcmul(x_n_t, r_t, s_n_t, out=n_t).tanh_()                       # n = tanh(x_n + r ⊙ s_n)
-            torch.sub(h, n_t, out=difference)
-            h = torch.addcmul(n_t, z_t, difference, out=h_t)                        # h_t = n + z ⊙ (h − n)
-    return hs, gates, ns
+            torch.sub(h_prev, n_t, out=difference)
+            torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    hs = hand_out(buffers.hs, is_kept)
+    return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.ns, is_kept)) if keep else None
+
+
+class BackwardBuffers:
+    """The backward loop's buffers for one shape (reset_after=True), and every step's views, made once.
+
+    ``dhs`` (T + 1, B, H): the total dh_t, a row in front for h_0. ``factors`` (T, B, 4, H): the factors
+    of dh, [dâ_r, dâ_z, ds_n, dâ_n] once multiplied. ``z`` takes a copy of the update gates. ``steps``
+    runs from the last step to the first.
+    """
+
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int) -> None:
+        new = like.new_empty
+        self.dhs = new(steps + 1, batch, hidden)
+        self.factors = new(steps, batch, 4, hidden)
+        self.z = new(steps, batch, hidden)
+        hidden_side = self.factors[:, :, :3].reshape(steps, batch, -1)             # a view: [r, z, s_n]
+        dh_ = per_step(self.dhs, steps + 1)
+        self.steps = [*zip(
+            dh_[1:], dh_[:-1], per_step(self.dhs[1:].unsqueeze(2), steps), per_step(self.factors, steps),
+            per_step(hidden_side, steps), per_step(self.z, steps), strict=True,
+        )][::-1]
 
 
 class GRURecurrence(torch.autograd.Function):
-    """(x (T, B, 3H), h_0, W_hh, b_hn | None) → h (T, B, H), reset_after=True, explicit BPTT."""
+    """(x (T, B, I), h_0, W_ih, b | None, W_hh, b_hn | None) → h (T, B, H), reset_after=True, explicit
+    BPTT; b = [b_ir + b_hr, b_iz + b_hz, b_in]."""
 
     @staticmethod
-    def forward(ctx, projected, h0, weight_hh, b_hn):
-        hs, gates, ns = gru_forward(projected, h0, weight_hh, b_hn, keep=True)
-        ctx.save_for_backward(h0, weight_hh, hs, gates, ns)
+    def forward(ctx, x, h0, weight_ih, bias, weight_hh, b_hn):
+        hs, (gates, ns) = gru_forward(x, h0, weight_ih, bias, weight_hh, b_hn, keep=True)
+        ctx.save_for_backward(x, h0, weight_ih, weight_hh, hs, gates, ns)
         return hs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs):
-        h0, weight_hh, hs, gates, ns = ctx.saved_tensors
-        steps, batch = gates.shape[:2]
+        x, h0, weight_ih, weight_hh, hs, gates, ns = ctx.saved_tensors
+        steps, batch, _, hidden = gates.shape
+        buffers, is_kept = buffers_for(
+            ("gru backward", steps, batch, hidden, hs.dtype, hs.device),
+            lambda: BackwardBuffers(hs, steps, batch, hidden), batch * 4 * hidden, hs.device,
+        )
         r, z, s_n = gates.unbind(2)
+        buffers.z.copy_(z)
         # dh times these gives [dâ_r, dâ_z, ds_n, dâ_n]; the first three are the hidden side's gradient.
-        factors = gates.new_empty(steps, batch, 4, gates.shape[-1])                # (T, B, 4, H)
+        factors = buffers.factors                                                   # (T, B, 4, H)
         per_r, per_z, per_s_n, k_n = factors.unbind(2)
         tanh_slope(ns, out=k_n).addcmul_(k_n, z, value=-1)                          # k_n = (1 − z)(1 − n²)
         torch.mul(k_n, r, out=per_s_n)                                              # k_n r
@@ -121,95 +179,146 @@ class GRURecurrence(torch.autograd.Function):
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
 
         # Each step multiplies its factors by dh in place: the factor buffer becomes the gradients.
-        hidden_side = factors[:, :, :3].reshape(steps, batch, -1)                  # [dâ_r, dâ_z, ds_n] view
-        dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
-        dh_, factors_, hidden_side_, z_ = (per_step(v, steps) for v in (dhs, factors, hidden_side, z))
+        dhs = buffers.dhs
+        dhs[0].zero_()
+        dhs[1:].copy_(d_hs)
         with untracked():
-            for t in range(steps - 1, -1, -1):
-                factors_[t].mul_(dh_[t].unsqueeze(1))
-                if t > 0:                                                           # dh_{t-1} += …
-                    dh_[t - 1].addcmul_(dh_[t], z_[t]).addmm_(hidden_side_[t], weight_hh)
-        d_h0 = torch.addmm(dhs[0] * z[0], hidden_side[0], weight_hh) if ctx.needs_input_grad[1] else None
+            for dh, dh_before, dh_per_gate, factors_t, hidden_side_t, z_t in buffers.steps:
+                factors_t.mul_(dh_per_gate)
+                dh_before.addcmul_(dh, z_t).addmm_(hidden_side_t, weight_hh)        # dh_{t-1} += …
         grads = factors                                                     # now [dâ_r, dâ_z, ds_n, dâ_n]
-        d_projected = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
-        d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if ctx.needs_input_grad[2] else None
-        d_b_hn = grads[:, :, 2].sum((0, 1)) if ctx.needs_input_grad[3] else None
-        return d_projected, d_h0, d_weight_hh, d_b_hn
+        d_pre = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
+        hidden_side = grads[:, :, :3].reshape(steps, batch, -1)
+        needs = ctx.needs_input_grad
+        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[2], needs[3]))
+        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
+        d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if needs[4] else None
+        d_b_hn = grads[:, :, 2].sum((0, 1)) if needs[5] else None
+        return d_x, d_h0, d_weight_ih, d_bias, d_weight_hh, d_b_hn
 
 
 # -- reset_after=False -----------------------------------------------------------------------------
+class ResetBeforeForwardBuffers:
+    """The forward loop's buffers for one shape (reset_after=False), and every step's views, made once.
+
+    ``gates`` (T, B, 3, H) holds x_t, then r, z, n; ``reset_hs`` keeps r ⊙ h_{t-1} (all steps when
+    ``keep``, else the last).
+    """
+
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int, keep: bool) -> None:
+        new = like.new_empty
+        self.gates = new(steps, batch, 3, hidden)
+        self.hs = new(steps, batch, hidden)
+        self.reset_hs = new(steps if keep else 1, batch, hidden)
+        self.h_first = new(batch, hidden)
+        difference = new(batch, hidden)                                             # h_{t-1} − n, one step
+        r_z = self.gates[:, :, :2].reshape(steps, batch, -1)                       # a view: (T, B, 2H)
+        h_views = per_step(self.hs, steps)
+        self.steps = [*zip(
+            per_step(r_z, steps), *(per_step(gate, steps) for gate in self.gates.unbind(2)),
+            per_step(self.reset_hs, steps), (difference,) * steps, shifted(self.h_first, h_views), h_views,
+            strict=True,
+        )]
+
+
 def gru_reset_before_forward(
-    projected: Tensor, h0: Tensor, weight_hh: Tensor, keep: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The forward loop, turning ``projected`` (T, B, 3H) into the gates r, z, n in place. Returns h
-    (T, B, H), the gates (T, B, 3, H) and r ⊙ h_{t-1} (T|1, B, H) (all steps when ``keep``)."""
-    steps, batch, _ = projected.shape
+    x: Tensor, h0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, keep: bool
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """The input projection of x (T, B, I) and the forward loop. Returns h (T, B, H) and, when ``keep``,
+    what backward needs: the gates r, z, n (T, B, 3, H) and r ⊙ h_{t-1} (T, B, H)."""
+    steps, batch, _ = x.shape
     hidden = h0.shape[-1]
+    buffers, is_kept = buffers_for(
+        ("gru reset-before forward", steps, batch, hidden, keep, x.dtype, x.device),
+        lambda: ResetBeforeForwardBuffers(x, steps, batch, hidden, keep), batch * 3 * hidden, x.device,
+    )
+    project(x, weight_ih, bias, out=buffers.gates)                                  # x_r, x_z, x_n
+    buffers.h_first.copy_(h0)
     weight_rz_t, weight_n_t = (step_operand(rows, batch) for rows in weight_hh.split([2 * hidden, hidden]))
-    gates = projected.view(steps, batch, 3, hidden)                                 # becomes r, z, n
-    hs = projected.new_empty(steps, batch, hidden)
-    reset_hs = projected.new_empty(steps if keep else 1, batch, hidden)
-    difference = projected.new_empty(batch, hidden)
-    r, z, n = (per_step(gate, steps) for gate in gates.unbind(2))
-    r_z = gates[:, :, :2].reshape(steps, batch, -1)                                # a view: (T, B, 2H)
-    views = zip(per_step(r_z, steps), r, z, n, per_step(reset_hs, steps), per_step(hs, steps), strict=True)
-    h = h0
     with untracked():
-        for r_z_t, r_t, z_t, n_t, reset_h_t, h_t in views:
-            r_z_t.addmm_(h, weight_rz_t).sigmoid_()                                 # r, z
-            torch.mul(r_t, h, out=reset_h_t)
+        for r_z_t, r_t, z_t, n_t, reset_h_t, difference, h_prev, h_t in buffers.steps:
+            r_z_t.addmm_(h_prev, weight_rz_t).sigmoid_()                            # r, z
+            torch.mul(r_t, h_prev, out=reset_h_t)
             n_t.addmm_(reset_h_t, weight_n_t).tanh_()                               # n = tanh(x_n + W_hn r⊙h)
-            torch.sub(h, n_t, out=difference)
-            h = torch.addcmul(n_t, z_t, difference, out=h_t)                        # h_t = n + z ⊙ (h − n)
-    return hs, gates, reset_hs
+            torch.sub(h_prev, n_t, out=difference)
+            torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    hs = hand_out(buffers.hs, is_kept)
+    return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.reset_hs, is_kept)) if keep else None
+
+
+class ResetBeforeBackwardBuffers:
+    """The backward loop's buffers for one shape (reset_after=False), and every step's views, made once.
+
+    ``dhs`` (T + 1, B, H): the total dh_t, a row in front for h_0. ``grads`` (T, B, 3, H): factors that
+    become [dâ_r, dâ_z, dâ_n]. ``r_z`` takes a copy of the gates r and z; ``d_reset_h`` is one step's
+    d(r ⊙ h_{t-1}). ``steps`` runs from the last step to the first.
+    """
+
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int) -> None:
+        new = like.new_empty
+        self.dhs = new(steps + 1, batch, hidden)
+        self.grads = new(steps, batch, 3, hidden)
+        self.r_z = new(steps, batch, 2, hidden)
+        d_reset_h = new(batch, hidden)
+        d_r_z = self.grads[:, :, :2].reshape(steps, batch, -1)                     # a view: (T, B, 2H)
+        dh_ = per_step(self.dhs, steps + 1)
+        self.steps = [*zip(
+            dh_[1:], dh_[:-1], per_step(self.dhs[1:].unsqueeze(2), steps),
+            per_step(self.grads[:, :, 1:], steps),
+            *(per_step(self.grads[:, :, gate], steps) for gate in (0, 2)),
+            *(per_step(self.r_z[:, :, gate], steps) for gate in (0, 1)), per_step(d_r_z, steps),
+            (d_reset_h,) * steps, strict=True,
+        )][::-1]
 
 
 class GRUResetBeforeRecurrence(torch.autograd.Function):
-    """(x (T, B, 3H), h_0, W_hh) → h (T, B, H), reset_after=False, explicit BPTT."""
+    """(x (T, B, I), h_0, W_ih, b | None, W_hh) → h (T, B, H), reset_after=False, explicit BPTT;
+    b = b_ih + b_hh."""
 
     @staticmethod
-    def forward(ctx, projected, h0, weight_hh):
-        hs, gates, reset_hs = gru_reset_before_forward(projected.clone(), h0, weight_hh, keep=True)
-        ctx.save_for_backward(h0, weight_hh, hs, gates, reset_hs)
+    def forward(ctx, x, h0, weight_ih, bias, weight_hh):
+        hs, (gates, reset_hs) = gru_reset_before_forward(x, h0, weight_ih, bias, weight_hh, keep=True)
+        ctx.save_for_backward(x, h0, weight_ih, weight_hh, hs, gates, reset_hs)
         return hs
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs):
-        h0, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
+        x, h0, weight_ih, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
         steps, batch, _, hidden = gates.shape
+        buffers, is_kept = buffers_for(
+            ("gru reset-before backward", steps, batch, hidden, hs.dtype, hs.device),
+            lambda: ResetBeforeBackwardBuffers(hs, steps, batch, hidden), batch * 3 * hidden, hs.device,
+        )
         weight_rz, weight_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
         r, z, n = gates.unbind(2)
+        buffers.r_z.copy_(gates[:, :, :2])
         # dâ_z, dâ_n are dh times a factor, dâ_r is d(r ⊙ h_{t-1}) times one; each step multiplies them
         # in place, so the factor buffer becomes the gradients [dâ_r, dâ_z, dâ_n].
-        grads = gates.new_empty(steps, batch, 3, hidden)
+        grads = buffers.grads
         per_r, per_z, per_n = grads.unbind(2)
         times_previous(sigmoid_slope(r, out=per_r), h0, hs)                         # h_{t-1} r(1 − r)
         torch.sub(h0, n[0], out=per_z[0])                                           # h_{t-1} − n
         torch.sub(hs[:-1], n[1:], out=per_z[1:])
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
         tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
-        dhs = d_hs.clone(memory_format=torch.contiguous_format)                     # total dh_t, in place
-        d_r_z = grads[:, :, :2].reshape(steps, batch, -1)                          # a view: (T, B, 2H)
-        dh_, r_, z_, d_r_, d_z_n_, d_n_, d_r_z_ = (
-            per_step(v, steps) for v in (dhs, r, z, per_r, grads[:, :, 1:], per_n, d_r_z)
-        )
-        d_h0 = torch.empty_like(h0)  # made outside the loop: tensors the loop creates are inference tensors
+        dhs = buffers.dhs
+        dhs[0].zero_()
+        dhs[1:].copy_(d_hs)
         with untracked():
-            for t in range(steps - 1, -1, -1):
-                d_z_n_[t].mul_(dh_[t].unsqueeze(1))                                 # dâ_z, dâ_n
-                d_reset_h = d_n_[t] @ weight_n                                      # d(r ⊙ h_{t-1})
-                d_r_[t].mul_(d_reset_h)                                             # dâ_r
-                if t > 0:                                                           # dh_{t-1} += …
-                    dh_before = dh_[t - 1].addcmul_(dh_[t], z_[t])
-                else:
-                    dh_before = torch.mul(dh_[0], z_[0], out=d_h0)
-                dh_before.addcmul_(d_reset_h, r_[t]).addmm_(d_r_z_[t], weight_rz)
-        d_projected = grads.view(steps, batch, -1)
+            for dh, dh_before, dh_per_gate, d_z_n, d_r, d_n, r_t, z_t, d_r_z, d_reset_h in buffers.steps:
+                d_z_n.mul_(dh_per_gate)                                             # dâ_z, dâ_n
+                torch.mm(d_n, weight_n, out=d_reset_h)                              # d(r ⊙ h_{t-1})
+                d_r.mul_(d_reset_h)                                                 # dâ_r
+                dh_before.addcmul_(dh, z_t).addcmul_(d_reset_h, r_t).addmm_(d_r_z, weight_rz)
+        d_pre = grads.view(steps, batch, -1)
+        needs = ctx.needs_input_grad
+        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[2], needs[3]))
+        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
         d_weight_hh = None
-        if ctx.needs_input_grad[2]:
+        if needs[4]:
             d_weight_hh = torch.cat([
-                previous_step_gradient(d_projected[..., : 2 * hidden], h0, hs),    # dW_{h,rz}
+                previous_step_gradient(d_pre[..., : 2 * hidden], h0, hs),          # dW_{h,rz}
                 flat(grads[:, :, 2]).t() @ flat(reset_hs),                         # dW_hn
             ])
-        return d_projected, d_h0, d_weight_hh
+        return d_x, d_h0, d_weight_ih, d_bias, d_weight_hh

@@ -43,17 +43,20 @@ from torchseq.cells.lstm import LSTMCell
 from torchseq.kernels.base import (
     flat,
     folded_bias,
+    input_side_gradients,
     last_valid,
     needs_graph,
     per_step,
     previous_step_gradient,
+    project,
+    shifted,
     sigmoid_slope,
     step_operand,
     tanh_slope,
     times_previous,
     untracked,
 )
-from torchseq.kernels.workspace import hand_out, keeps, kept
+from torchseq.kernels.workspace import buffers_for, hand_out
 
 
 def kernel_order(rows: Tensor | None, dim: int = 0) -> Tensor | None:
@@ -100,8 +103,8 @@ class ForwardBuffers:
         self.steps = [*zip(
             per_step(self.pre, steps), per_step(self.gates[:, :, :3], steps),
             *(per_step(gate, steps) for gate in self.gates.unbind(2)),
-            (self.c_first, *c_views[:-1]), c_views, per_step(self.tanh_cs, steps), m_views,
-            (self.h_first, *h_views[:-1]), h_views, strict=True,
+            shifted(self.c_first, c_views), c_views, per_step(self.tanh_cs, steps), m_views,
+            shifted(self.h_first, h_views), h_views, strict=True,
         )]
 
 
@@ -118,16 +121,11 @@ def lstm_forward(
     """
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[-1], h0.shape[-1]
-    is_kept = keeps(batch * 4 * hidden, x.device)
-    if is_kept:
-        key = ("lstm forward", steps, batch, hidden, out_size, keep, x.dtype, x.device)
-        buffers = kept(key, lambda: ForwardBuffers(x, steps, batch, hidden, out_size, keep))
-    else:
-        buffers = ForwardBuffers(x, steps, batch, hidden, out_size, keep)
-    if bias is None:                                                                # pre = x W_ihᵀ + b
-        torch.mm(flat(x), weight_ih.t(), out=flat(buffers.pre))
-    else:
-        torch.addmm(bias, flat(x), weight_ih.t(), out=flat(buffers.pre))
+    buffers, is_kept = buffers_for(
+        ("lstm forward", steps, batch, hidden, out_size, keep, x.dtype, x.device),
+        lambda: ForwardBuffers(x, steps, batch, hidden, out_size, keep), batch * 4 * hidden, x.device,
+    )
+    project(x, weight_ih, bias, out=buffers.pre)                                    # pre = x W_ihᵀ + b
     buffers.h_first.copy_(h0)
     buffers.c_first.copy_(c0)
     weight_hh_t = step_operand(weight_hh, batch)
@@ -159,7 +157,6 @@ class LSTMRecurrence(torch.autograd.Function):
     def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, weight_hr):
         hs, cs, saved = lstm_forward(x, h0, c0, weight_ih, bias, weight_hh, weight_hr, keep=True)
         ctx.save_for_backward(x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, *saved)
-        ctx.has_bias = bias is not None
         return hs, cs
 
     @staticmethod
@@ -168,13 +165,11 @@ class LSTMRecurrence(torch.autograd.Function):
         x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
         steps, batch, _, hidden = gates.shape
         o, i, f, g = gates.unbind(2)                                                # (T, B, H) each
-        is_kept = keeps(batch * 4 * hidden, gates.device)
-        if is_kept:
-            key = ("lstm backward", steps, batch, hidden, h0.shape[-1], gates.dtype, gates.device)
-            buffers = kept(key, lambda: BackwardBuffers(f.new_empty(f.shape), h0.shape[-1]))
-            buffers.f.copy_(f)
-        else:
-            buffers = BackwardBuffers(f, h0.shape[-1])
+        buffers, is_kept = buffers_for(
+            ("lstm backward", steps, batch, hidden, h0.shape[-1], gates.dtype, gates.device),
+            lambda: BackwardBuffers(gates, h0.shape[-1]), batch * 4 * hidden, gates.device,
+        )
+        buffers.f.copy_(f)
 
         # Factors that do not depend on the recurrence, for every timestep at once, written in place
         # into two buffers; each step multiplies its factors by dc or dm in place, so that the factor
@@ -207,11 +202,9 @@ class LSTMRecurrence(torch.autograd.Function):
         d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
         needs = ctx.needs_input_grad
-        d_x = d_pre @ weight_ih if needs[0] else None
+        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[3], needs[4]))
         d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
         d_c0 = hand_out(dcs[0], is_kept) if needs[2] else None
-        d_weight_ih = flat(d_pre).t() @ flat(x) if needs[3] else None
-        d_bias = flat(d_pre).sum(0) if ctx.has_bias and needs[4] else None
         d_weight_hh = previous_step_gradient(d_pre, h0, hs) if needs[5] else None
         d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if needs[6] else None
         return d_x, d_h0, d_c0, d_weight_ih, d_bias, d_weight_hh, d_weight_hr
@@ -220,14 +213,14 @@ class LSTMRecurrence(torch.autograd.Function):
 class BackwardBuffers:
     """The backward loop's buffers for one shape, and the views each step reads and writes, made once.
 
-    Built around f (T, B, H), the forget gates, read by every step. ``dhs`` and ``dcs`` have one more row
-    in front, for h_0 and c_0; ``steps`` runs from the last step to the first.
+    ``f`` (T, B, H) takes a copy of the forget gates, read by every step. ``dhs`` and ``dcs`` have one more
+    row in front, for h_0 and c_0; ``steps`` runs from the last step to the first.
     """
 
-    def __init__(self, f: Tensor, out_size: int) -> None:
-        steps, batch, hidden = f.shape
-        new = f.new_empty
-        self.f = f
+    def __init__(self, gates: Tensor, out_size: int) -> None:
+        steps, batch, _, hidden = gates.shape
+        new = gates.new_empty
+        self.f = new(steps, batch, hidden)
         self.dhs = new(steps + 1, batch, out_size)
         self.dcs = new(steps + 1, batch, hidden)
         self.factors = new(steps, batch, 4, hidden)                                 # order o, i, f, g
@@ -237,6 +230,6 @@ class BackwardBuffers:
             dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(self.dcs[1:].unsqueeze(2), steps),
             per_step(self.dc_per_dm, steps), per_step(self.factors[:, :, 1:], steps),
             per_step(self.factors[:, :, 0], steps), per_step(self.factors.view(steps, batch, -1), steps),
-            per_step(f, steps), strict=True,
+            per_step(self.f, steps), strict=True,
         )
         self.steps = [*views][::-1]

@@ -55,6 +55,16 @@ def kept(key: Hashable, build: Callable[[], Buffers]) -> Buffers:
     return store[key]  # type: ignore[return-value]
 
 
+def buffers_for(
+    key: Hashable, build: Callable[[], Buffers], step_elements: int, device: torch.device
+) -> tuple[Buffers, bool]:
+    """Kept buffers for ``key`` where a step is small enough (:func:`keeps`), else new ones from ``build``;
+    and whether they are kept (then every result must be handed out as a copy)."""
+    if keeps(step_elements, device):
+        return kept(key, build), True
+    return build(), False
+
+
 def hand_out(buffer: Tensor, is_kept: bool) -> Tensor:
     """A result to return: a copy if it lives in kept buffers (the next call overwrites them), else itself."""
     return buffer.clone() if is_kept else buffer
