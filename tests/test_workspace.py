@@ -18,11 +18,28 @@ from torchseq.kernels import kernels_enabled, workspace
 F64 = {"dtype": torch.float64}
 
 
-def test_only_small_cpu_steps_are_kept() -> None:
-    cpu = torch.device("cpu")
-    assert workspace.keeps(workspace.SMALL_STEP, cpu)
-    assert not workspace.keeps(workspace.SMALL_STEP + 1, cpu)
-    assert not workspace.keeps(1, torch.device("cuda"))  # another stream could still be reading them
+def test_only_small_cpu_calls_are_kept() -> None:
+    cpu, row = torch.device("cpu"), workspace.SMALL_STEP
+    assert workspace.keeps(row, 1, cpu)
+    assert not workspace.keeps(row + 1, 1, cpu)                          # a step too wide
+    assert workspace.keeps(row, workspace.KEPT_ELEMENTS // row, cpu)
+    assert not workspace.keeps(row, workspace.KEPT_ELEMENTS // row + 1, cpu)  # too many steps to hold
+    assert not workspace.keeps(1, 1, torch.device("cuda"))  # another stream could still be reading them
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_every_kernel_reuses_its_buffers_and_release_drops_them(kind: str) -> None:
+    workspace.release()
+    layer = getattr(torchseq, kind)(3, 4, **F64)
+    x = torch.randn(5, 2, 3, **F64, requires_grad=True)
+    layer(x)[0].sum().backward()
+    store = workspace._kept.store
+    first = dict(store)
+    assert len(first) == 2                                               # forward and backward buffers
+    layer(x)[0].sum().backward()
+    assert all(store[key] is buffers for key, buffers in first.items())  # the same objects, reused
+    workspace.release()
+    assert not getattr(workspace._kept, "store", None)
 
 
 def test_buffers_are_built_once_per_key_and_thread_and_the_oldest_go_first() -> None:
@@ -58,7 +75,7 @@ def test_a_later_call_of_the_same_shape_changes_no_earlier_result(proj_size: int
     torch.manual_seed(0)
     layer = torchseq.LSTM(3, 4, proj_size=proj_size, **F64)
     first_x, second_x = (torch.randn(5, 2, 3, **F64, requires_grad=True) for _ in range(2))
-    assert workspace.keeps(2 * 4 * 4, first_x.device)  # the shape runs in kept buffers
+    assert workspace.keeps(2 * 4 * 4, 5, first_x.device)  # the shape runs in kept buffers
     with kernels_enabled(False):
         expected = [outputs_and_gradients(layer, x) for x in (first_x, second_x)]
 

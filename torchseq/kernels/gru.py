@@ -105,14 +105,11 @@ def gru_forward(
     what backward needs: [r, z, s_n] (T, B, 3, H) and n (T, B, H)."""
     steps, batch, _ = x.shape
     hidden = h0.shape[-1]
-    buffers, is_kept = buffers_for(
-        ("gru forward", steps, batch, hidden, keep, x.dtype, x.device),
-        lambda: ForwardBuffers(x, steps, batch, hidden, keep), batch * 4 * hidden, x.device,
-    )
+    buffers, is_kept = buffers_for(ForwardBuffers, x, steps, batch * 3 * hidden, batch, hidden, keep)
     project(x, weight_ih, bias, out=buffers.projected)                              # x_r, x_z, x_n
     x_rz = buffers.projected[..., : 2 * hidden].view(steps, batch, 2, hidden)
     buffers.gates[:, :, :2].copy_(x_rz)
-    buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)                 # b_hn
+    buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)         # b_hn
     buffers.h_first.copy_(h0)
     weight_hh_t = step_operand(weight_hh, batch)
     with untracked():
@@ -162,10 +159,7 @@ class GRURecurrence(torch.autograd.Function):
     def backward(ctx, d_hs):
         x, h0, weight_ih, weight_hh, hs, gates, ns = ctx.saved_tensors
         steps, batch, _, hidden = gates.shape
-        buffers, is_kept = buffers_for(
-            ("gru backward", steps, batch, hidden, hs.dtype, hs.device),
-            lambda: BackwardBuffers(hs, steps, batch, hidden), batch * 4 * hidden, hs.device,
-        )
+        buffers, is_kept = buffers_for(BackwardBuffers, hs, steps, batch * 4 * hidden, batch, hidden)
         r, z, s_n = gates.unbind(2)
         buffers.z.copy_(z)
         # dh times these gives [dâ_r, dâ_z, ds_n, dâ_n]; the first three are the hidden side's gradient.
@@ -229,8 +223,7 @@ def gru_reset_before_forward(
     steps, batch, _ = x.shape
     hidden = h0.shape[-1]
     buffers, is_kept = buffers_for(
-        ("gru reset-before forward", steps, batch, hidden, keep, x.dtype, x.device),
-        lambda: ResetBeforeForwardBuffers(x, steps, batch, hidden, keep), batch * 3 * hidden, x.device,
+        ResetBeforeForwardBuffers, x, steps, batch * 3 * hidden, batch, hidden, keep
     )
     project(x, weight_ih, bias, out=buffers.gates)                                  # x_r, x_z, x_n
     buffers.h_first.copy_(h0)
@@ -287,8 +280,7 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         x, h0, weight_ih, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
         steps, batch, _, hidden = gates.shape
         buffers, is_kept = buffers_for(
-            ("gru reset-before backward", steps, batch, hidden, hs.dtype, hs.device),
-            lambda: ResetBeforeBackwardBuffers(hs, steps, batch, hidden), batch * 3 * hidden, hs.device,
+            ResetBeforeBackwardBuffers, hs, steps, batch * 3 * hidden, batch, hidden
         )
         weight_rz, weight_n = weight_hh[: 2 * hidden], weight_hh[2 * hidden :]
         r, z, n = gates.unbind(2)

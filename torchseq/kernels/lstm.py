@@ -122,8 +122,7 @@ def lstm_forward(
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[-1], h0.shape[-1]
     buffers, is_kept = buffers_for(
-        ("lstm forward", steps, batch, hidden, out_size, keep, x.dtype, x.device),
-        lambda: ForwardBuffers(x, steps, batch, hidden, out_size, keep), batch * 4 * hidden, x.device,
+        ForwardBuffers, x, steps, batch * 4 * hidden, batch, hidden, out_size, keep
     )
     project(x, weight_ih, bias, out=buffers.pre)                                    # pre = x W_ihᵀ + b
     buffers.h_first.copy_(h0)
@@ -166,8 +165,7 @@ class LSTMRecurrence(torch.autograd.Function):
         steps, batch, _, hidden = gates.shape
         o, i, f, g = gates.unbind(2)                                                # (T, B, H) each
         buffers, is_kept = buffers_for(
-            ("lstm backward", steps, batch, hidden, h0.shape[-1], gates.dtype, gates.device),
-            lambda: BackwardBuffers(gates, h0.shape[-1]), batch * 4 * hidden, gates.device,
+            BackwardBuffers, hs, steps, batch * 4 * hidden, batch, hidden, h0.shape[-1]
         )
         buffers.f.copy_(f)
 
@@ -217,9 +215,8 @@ class BackwardBuffers:
     row in front, for h_0 and c_0; ``steps`` runs from the last step to the first.
     """
 
-    def __init__(self, gates: Tensor, out_size: int) -> None:
-        steps, batch, _, hidden = gates.shape
-        new = gates.new_empty
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int, out_size: int) -> None:
+        new = like.new_empty
         self.f = new(steps, batch, hidden)
         self.dhs = new(steps + 1, batch, out_size)
         self.dcs = new(steps + 1, batch, hidden)

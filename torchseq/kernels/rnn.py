@@ -58,10 +58,7 @@ def rnn_forward(
     """The input projection of x (T, B, I) and the forward loop; returns h (T, B, H)."""
     steps, batch, _ = x.shape
     hidden = h0.shape[-1]
-    buffers, is_kept = buffers_for(
-        ("rnn forward", steps, batch, hidden, x.dtype, x.device),
-        lambda: ForwardBuffers(x, steps, batch, hidden), batch * hidden, x.device,
-    )
+    buffers, is_kept = buffers_for(ForwardBuffers, x, steps, batch * hidden, batch, hidden)
     project(x, weight_ih, bias, out=buffers.hs)                                     # x_t = W_ih x_t + b
     buffers.h_first.copy_(h0)
     activation_ = torch.tanh_ if nonlinearity == "tanh" else torch.relu_
@@ -100,10 +97,7 @@ class RNNRecurrence(torch.autograd.Function):
     def backward(ctx, d_hs):
         x, h0, weight_ih, weight_hh, hs = ctx.saved_tensors
         steps, batch, hidden = hs.shape
-        buffers, is_kept = buffers_for(
-            ("rnn backward", steps, batch, hidden, hs.dtype, hs.device),
-            lambda: BackwardBuffers(hs, steps, batch, hidden), batch * hidden, hs.device,
-        )
+        buffers, is_kept = buffers_for(BackwardBuffers, hs, steps, batch * hidden, batch, hidden)
         # φ'(â_t), known from h_t alone; each step multiplies it by dh_t in place, making it dâ_t.
         if ctx.nonlinearity == "tanh":
             tanh_slope(hs, out=buffers.d_pre)                                       # 1 − h_t²

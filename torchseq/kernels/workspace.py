@@ -8,10 +8,13 @@ cache per thread, keyed by everything that shapes them, holds them, and each cal
 and its results out (one op per buffer, whatever T is).
 
 Those copies grow with the batch and hidden size, the views do not, so the trade pays only while a step
-is small: at most :data:`SMALL_STEP` elements in a step's widest row (B·4H for the LSTM). Larger calls
-build their buffers fresh, use them in place and hand them out as they are, as if there were no cache.
-Only CPU tensors are kept: on CUDA a later call on another stream could overwrite a buffer still being
-read.
+is small: at most :data:`SMALL_STEP` elements in a step's widest row (B·4H for the LSTM). Measured on
+the LSTM (forward+backward, kept/fresh): 0.73 at B 1, H 128; 0.95 at B 16, H 64 (4,096 elements);
+1.04–1.14 at 8,192 elements and above. Memory is bounded too: a buffer set is kept only while its
+widest buffer has at most :data:`KEPT_ELEMENTS` elements (T · row), and at most :data:`KEPT` sets per
+thread. Other calls build their buffers fresh, use them in place and hand them out as they are, as if
+there were no cache. Only CPU tensors are kept: on CUDA a later call on another stream could overwrite a
+buffer still being read. :func:`release` drops this thread's buffers.
 """
 
 from __future__ import annotations
@@ -28,15 +31,18 @@ Buffers = TypeVar("Buffers")
 
 #: The widest per-step row (elements) whose buffers are kept between calls.
 SMALL_STEP = 4096
+#: The most elements (T times the widest row) of the widest buffer in a kept set: 8 MB in float32.
+KEPT_ELEMENTS = 1 << 21
 #: Buffer sets kept per thread; the least recently used one goes first.
 KEPT = 8
 
 _kept = threading.local()
 
 
-def keeps(step_elements: int, device: torch.device) -> bool:
-    """Whether a call with this widest per-step row runs in kept buffers (and so copies its results out)."""
-    return device.type == "cpu" and step_elements <= SMALL_STEP
+def keeps(step_elements: int, steps: int, device: torch.device) -> bool:
+    """Whether a call of ``steps`` steps with this widest per-step row runs in kept buffers (and so
+    copies its results out)."""
+    return device.type == "cpu" and step_elements <= SMALL_STEP and steps * step_elements <= KEPT_ELEMENTS
 
 
 def kept(key: Hashable, build: Callable[[], Buffers]) -> Buffers:
@@ -56,13 +62,21 @@ def kept(key: Hashable, build: Callable[[], Buffers]) -> Buffers:
 
 
 def buffers_for(
-    key: Hashable, build: Callable[[], Buffers], step_elements: int, device: torch.device
+    kind: Callable[..., Buffers], like: Tensor, steps: int, row: int, *shape: Hashable
 ) -> tuple[Buffers, bool]:
-    """Kept buffers for ``key`` where a step is small enough (:func:`keeps`), else new ones from ``build``;
-    and whether they are kept (then every result must be handed out as a copy)."""
-    if keeps(step_elements, device):
-        return kept(key, build), True
-    return build(), False
+    """``kind(like, steps, *shape)``: kept ones, keyed by all of that and ``like``'s dtype and device,
+    where a call of ``steps`` steps with a widest per-step row of ``row`` elements is small enough
+    (:func:`keeps`), else new ones; and whether they are kept (then every result must be handed out as a
+    copy)."""
+    if keeps(row, steps, like.device):
+        key = (kind, steps, *shape, like.dtype, like.device)
+        return kept(key, lambda: kind(like, steps, *shape)), True
+    return kind(like, steps, *shape), False
+
+
+def release() -> None:
+    """Drop this thread's kept buffers (the next small call builds its own again)."""
+    _kept.__dict__.pop("store", None)
 
 
 def hand_out(buffer: Tensor, is_kept: bool) -> Tensor:
