@@ -172,7 +172,9 @@ def native_stderr_silenced() -> Iterator[None]:
 
     torch 2.14's profiler backend (kineto) writes a "USDT: … profiler_start" and a "… profiler_stop" line
     straight to descriptor 2 for every profiled call: two per row and side would bury the table. Python
-    exceptions still surface, after the block; ``sys.stderr`` is flushed first so nothing is lost.
+    exceptions still surface, after the block; ``sys.stderr`` is flushed first so nothing is lost. What
+    native code writes there during the block (a C++ warning) is dropped too: the block is only the
+    one profiled call, which the timed calls before it have already run with stderr open.
     """
     sys.stderr.flush()
     saved = os.dup(2)

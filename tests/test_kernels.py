@@ -24,8 +24,8 @@ F64 = {"dtype": torch.float64}
 
 @pytest.fixture(params=["kept", "fresh"])
 def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the LSTM's buffers kept between calls (every shape here is small enough) and again
-    made fresh for each call (what larger shapes get): both paths must give the same results."""
+    """Run a test with the kernels' buffers kept between calls (every shape here is small enough) and
+    again made fresh for each call (what larger shapes get): both paths must give the same results."""
     if request.param == "fresh":
         monkeypatch.setattr(workspace, "SMALL_STEP", -1)
     return request.param

@@ -63,32 +63,64 @@ def test_buffers_are_built_once_per_key_and_thread_and_the_oldest_go_first() -> 
     assert built[-1] == "rebuilt"
 
 
-def outputs_and_gradients(layer: torchseq.LSTM, x: Tensor) -> list[Tensor]:
-    output, (h_n, c_n) = layer(x)
-    loss = output.square().sum() + h_n.sum() + c_n.square().sum()
-    return [output, h_n, c_n, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+LAYERS = {
+    "lstm": lambda: torchseq.LSTM(3, 4, **F64),
+    "lstm_proj": lambda: torchseq.LSTM(3, 4, proj_size=2, **F64),
+    "gru": lambda: torchseq.GRU(3, 4, **F64),
+    "gru_reset_before": lambda: torchseq.GRU(3, 4, reset_after=False, **F64),
+    "rnn": lambda: torchseq.RNN(3, 4, **F64),
+}
 
 
-@pytest.mark.parametrize("proj_size", [0, 2])
-def test_a_later_call_of_the_same_shape_changes_no_earlier_result(proj_size: int) -> None:
+def final_states(final: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return final if isinstance(final, tuple) else (final,)
+
+
+def outputs_and_gradients(layer: torchseq.RNN, x: Tensor) -> list[Tensor]:
+    output, final = layer(x)
+    return [output, *final_states(final), *torch.autograd.grad(loss(output, final), [x, *layer.parameters()])]
+
+
+def loss(output: Tensor, final: Tensor | tuple[Tensor, ...]) -> Tensor:
+    return output.square().sum() + sum(state.sum() for state in final_states(final))
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_a_later_call_of_the_same_shape_changes_no_earlier_result(kind: str) -> None:
     """Two forwards of one shape, then both backwards in reverse order: each equals the reference."""
     torch.manual_seed(0)
-    layer = torchseq.LSTM(3, 4, proj_size=proj_size, **F64)
+    layer = LAYERS[kind]()
     first_x, second_x = (torch.randn(5, 2, 3, **F64, requires_grad=True) for _ in range(2))
     assert workspace.keeps(2 * 4 * 4, 5, first_x.device)  # the shape runs in kept buffers
     with kernels_enabled(False):
         expected = [outputs_and_gradients(layer, x) for x in (first_x, second_x)]
 
-    first_output, (first_h, first_c) = layer(first_x)
-    first_values = [t.detach().clone() for t in (first_output, first_h, first_c)]
+    first_output, first_final = layer(first_x)
+    first_results = [first_output, *final_states(first_final)]
+    first_values = [t.detach().clone() for t in first_results]
     second = outputs_and_gradients(layer, second_x)                    # overwrites the kept buffers
-    for kept_value, value in zip(first_values, (first_output, first_h, first_c), strict=True):
+    for kept_value, value in zip(first_values, first_results, strict=True):
         assert torch.equal(kept_value, value)
-    first_loss = first_output.square().sum() + first_h.sum() + first_c.square().sum()
+    first_loss = loss(first_output, first_final)
     first = [*first_values, *torch.autograd.grad(first_loss, [first_x, *layer.parameters()])]
 
     for ours, theirs in zip([*first, *second], [*expected[0], *expected[1]], strict=True):
         assert (ours - theirs).abs().max().item() <= 1e-10
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_buffers_first_made_in_inference_mode_serve_later_calls(kind: str) -> None:
+    """Lightning validates under inference mode, callbacks then run under no_grad, training with grad."""
+    workspace.release()
+    torch.manual_seed(2)
+    layer = LAYERS[kind]()
+    x = torch.randn(5, 2, 3, **F64)
+    with torch.inference_mode():
+        in_inference, _ = layer(x)
+    with torch.no_grad():
+        in_no_grad, _ = layer(x)
+    with_grad, _ = layer(x)
+    assert torch.equal(in_inference, in_no_grad) and torch.equal(in_no_grad, with_grad.detach())
 
 
 def test_threads_running_one_shape_at_once_get_their_own_buffers() -> None:

@@ -128,7 +128,7 @@ def lstm_forward(
     buffers.h_first.copy_(h0)
     buffers.c_first.copy_(c0)
     weight_hh_t = step_operand(weight_hh, batch)
-    weight_hr_t = None if weight_hr is None else weight_hr.t()
+    weight_hr_t = None if weight_hr is None else step_operand(weight_hr, batch)
     with untracked():
         for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_prev, c_t, tanh_c_t, m_t, h_prev, h_t in buffers.steps:
             a_t.addmm_(h_prev, weight_hh_t)                                         # a = pre + W_hh h
@@ -189,9 +189,10 @@ class LSTMRecurrence(torch.autograd.Function):
         dcs[0].zero_()
         dhs[1:].copy_(d_hs)
         dcs[1:].copy_(d_cs)
+        dm_buffer = buffers.dm
         with untracked():
             for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm, d_i_f_g, d_o, d_a, f_t in buffers.steps:
-                dm = dh if weight_hr is None else dh @ weight_hr                    # dm_t = dh_t W_hr
+                dm = dh if weight_hr is None else torch.mm(dh, weight_hr, out=dm_buffer)  # dm_t = dh_t W_hr
                 dc.addcmul_(dm, dc_per_dm)                                  # dc_t += dm ⊙ o(1 − tanh² c)
                 d_i_f_g.mul_(dc_gates)                                              # dâ_i, dâ_f, dâ_g
                 d_o.mul_(dm)                                                        # dâ_o
@@ -212,7 +213,8 @@ class BackwardBuffers:
     """The backward loop's buffers for one shape, and the views each step reads and writes, made once.
 
     ``f`` (T, B, H) takes a copy of the forget gates, read by every step. ``dhs`` and ``dcs`` have one more
-    row in front, for h_0 and c_0; ``steps`` runs from the last step to the first.
+    row in front, for h_0 and c_0; ``dm`` holds one step's dh_t W_hr with a projection (else None);
+    ``steps`` runs from the last step to the first.
     """
 
     def __init__(self, like: Tensor, steps: int, batch: int, hidden: int, out_size: int) -> None:
@@ -222,6 +224,7 @@ class BackwardBuffers:
         self.dcs = new(steps + 1, batch, hidden)
         self.factors = new(steps, batch, 4, hidden)                                 # order o, i, f, g
         self.dc_per_dm = new(steps, batch, hidden)
+        self.dm = new(batch, hidden) if out_size != hidden else None
         dh_, dc_ = per_step(self.dhs, steps + 1), per_step(self.dcs, steps + 1)
         views = zip(
             dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(self.dcs[1:].unsqueeze(2), steps),
