@@ -28,8 +28,9 @@ buffer of all steps. Then dW_hh, dW_ih, db and dx are one GEMM or sum each over 
 
 Why the loops look the way they do: at small sizes (B = 1, H = 128) a pointwise op costs 1–2 µs of
 dispatch whatever its size and a view ``buffer[t]`` about 0.5 µs, while the arithmetic takes a few dozen
-ns. So the loops make as few ops per step as the formulas allow, and make all their per-step views in
-bulk before the loop (``per_step``); every result goes into a preallocated (T, B, ·) buffer (no
+ns. So the loops make as few ops per step as the formulas allow, and every per-step view is made once,
+in bulk, by :class:`ForwardBuffers` / :class:`BackwardBuffers` (kept between calls for small steps,
+:mod:`torchseq.kernels.workspace`); every result goes into a preallocated (T, B, ·) buffer (no
 allocation, no copy inside the loop, which matters at large sizes).
 """
 
