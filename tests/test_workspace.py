@@ -144,3 +144,18 @@ def test_threads_running_one_shape_at_once_get_their_own_buffers() -> None:
             for ours, theirs in zip(run, expected[index], strict=True):
                 assert (ours - theirs).abs().max().item() <= 1e-10
     assert len(results) == len(inputs)
+
+
+@pytest.mark.parametrize("kind", LAYERS)
+def test_kept_and_fresh_buffers_give_bit_identical_results(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same ops on the same data: whether a shape ran before must not change a single bit (runs resume
+    and reproduce exactly whatever was called earlier in the process)."""
+    torch.manual_seed(3)
+    layer = LAYERS[kind]().float()
+    x = torch.randn(9, 2, 3, requires_grad=True)
+    in_kept = outputs_and_gradients(layer, x)
+    monkeypatch.setattr(workspace, "SMALL_STEP", -1)                    # nothing is kept any more
+    in_fresh = outputs_and_gradients(layer, x)
+    assert all(torch.equal(a, b) for a, b in zip(in_kept, in_fresh, strict=True))
