@@ -126,6 +126,14 @@ def shifted(first: Tensor, views: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return (first, *views[:-1])
 
 
+def with_row_in_front(buffer: Tensor, gradients: Tensor) -> Tensor:
+    """Fill a backward loop's total-gradient buffer (T + 1, B, ·): row 0, where the initial state's
+    gradient accumulates, with zeros, the rest with the incoming per-step gradients (T, B, ·)."""
+    buffer[0].zero_()
+    buffer[1:].copy_(gradients)
+    return buffer
+
+
 def untracked() -> torch.inference_mode:
     """The context the kernels' per-step loops run in: no autograd bookkeeping at all.
 

@@ -49,6 +49,7 @@ from torchseq.kernels.base import (
     tanh_slope,
     times_previous,
     untracked,
+    with_row_in_front,
 )
 from torchseq.kernels.workspace import buffers_for, hand_out
 
@@ -173,9 +174,7 @@ class GRURecurrence(torch.autograd.Function):
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
 
         # Each step multiplies its factors by dh in place: the factor buffer becomes the gradients.
-        dhs = buffers.dhs
-        dhs[0].zero_()
-        dhs[1:].copy_(d_hs)
+        dhs = with_row_in_front(buffers.dhs, d_hs)
         with untracked():
             for dh, dh_before, dh_per_gate, factors_t, hidden_side_t, z_t in buffers.steps:
                 factors_t.mul_(dh_per_gate)
@@ -294,9 +293,7 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         torch.sub(hs[:-1], n[1:], out=per_z[1:])
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
         tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
-        dhs = buffers.dhs
-        dhs[0].zero_()
-        dhs[1:].copy_(d_hs)
+        dhs = with_row_in_front(buffers.dhs, d_hs)
         with untracked():
             for dh, dh_before, dh_per_gate, d_z_n, d_r, d_n, r_t, z_t, d_r_z, d_reset_h in buffers.steps:
                 d_z_n.mul_(dh_per_gate)                                             # dâ_z, dâ_n

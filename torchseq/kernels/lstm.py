@@ -56,6 +56,7 @@ from torchseq.kernels.base import (
     tanh_slope,
     times_previous,
     untracked,
+    with_row_in_front,
 )
 from torchseq.kernels.workspace import buffers_for, hand_out
 
@@ -185,11 +186,7 @@ class LSTMRecurrence(torch.autograd.Function):
         # Total gradients of h_t and c_t, accumulated in place as the loop walks back, in buffers with one
         # more row in front for h_0 and c_0: every step adds into "the previous row", the first step
         # included, with no special case, and the initial states' gradients are that row at the end.
-        dhs, dcs = buffers.dhs, buffers.dcs
-        dhs[0].zero_()
-        dcs[0].zero_()
-        dhs[1:].copy_(d_hs)
-        dcs[1:].copy_(d_cs)
+        dhs, dcs = with_row_in_front(buffers.dhs, d_hs), with_row_in_front(buffers.dcs, d_cs)
         dm_buffer = buffers.dm
         with untracked():
             for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm, d_i_f_g, d_o, d_a, f_t in buffers.steps:

@@ -27,6 +27,7 @@ from torchseq.kernels.base import (
     step_operand,
     tanh_slope,
     untracked,
+    with_row_in_front,
 )
 from torchseq.kernels.workspace import buffers_for, hand_out
 
@@ -103,9 +104,7 @@ class RNNRecurrence(torch.autograd.Function):
             tanh_slope(hs, out=buffers.d_pre)                                       # 1 − h_t²
         else:
             buffers.d_pre.copy_(hs > 0)                                             # [h_t > 0]
-        dhs = buffers.dhs
-        dhs[0].zero_()
-        dhs[1:].copy_(d_hs)
+        dhs = with_row_in_front(buffers.dhs, d_hs)
         with untracked():
             for dh, dh_before, d_a in buffers.steps:
                 d_a.mul_(dh)                                                        # dâ_t = dh_t ⊙ φ'

@@ -3,9 +3,9 @@
 A loop reads and writes per-step views ``buffer[t]``, and making a view costs about half a µs
 (``unbind``). Before this module the LSTM made 17 a step (9 forward, 8 backward); at batch 1 that was a
 fifth of a forward+backward call (cProfile, B 1, H 128, T 100: 20 ``unbind`` calls, 0.96 of 4.8 ms),
-more than any single op. Views belong to their buffer, so making them once means keeping the buffers: a small
-cache per thread, keyed by everything that shapes them, holds them, and each call copies its inputs in
-and its results out (one op per buffer, whatever T is).
+more than any single op. Views belong to their buffer, so making them once means keeping the buffers:
+a small cache per thread, keyed by everything that shapes them, holds them, and each call copies its
+inputs in and its results out (one op per buffer, whatever T is).
 
 Those copies grow with the batch and hidden size, the views do not, so the trade pays only while a step
 is small: at most :data:`SMALL_STEP` elements in a step's widest row (B·4H for the LSTM). Measured on
