@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from torchseq.long_dependency import Grid, GridTask, Point, Solved, main
+
+# Absolute: the tests must pass wherever pytest is started, not only in the repository root.
+ADDING = str(Path(__file__).parents[1] / "experiments" / "long_dependency" / "adding.yaml")
+COPY = str(Path(__file__).parents[1] / "experiments" / "long_dependency" / "copy.yaml")
 
 TINY = {"trainer.max_epochs": 2, "data.init_args.train_size": 16, "data.init_args.val_size": 8,
         "data.init_args.test_size": 8, "data.init_args.batch_size": 8,
@@ -35,9 +40,9 @@ def test_a_summary_gives_final_value_and_the_first_step_that_solved(tmp_path) ->
 
 def test_the_grid_runs_every_point_and_tabulates_it(tmp_path) -> None:
     config = {
-        "tasks": {"adding": {"config": "experiments/long_dependency/adding.yaml",
+        "tasks": {"adding": {"config": ADDING,
                              "solved": {"metric": "val/mse", "below": 100.0}},       # solved at once
-                  "copy": {"config": "experiments/long_dependency/copy.yaml",
+                  "copy": {"config": COPY,
                            "solved": {"metric": "val/answer_acc", "above": 1.0}}},    # never
         "cells": ["gru"], "lengths": [3], "jobs": 2, "output_dir": str(tmp_path),
         "overrides": TINY,
@@ -59,19 +64,19 @@ def test_the_grid_runs_every_point_and_tabulates_it(tmp_path) -> None:
 
 
 def test_points_and_their_fit_arguments() -> None:
-    task = GridTask("experiments/long_dependency/adding.yaml", Solved("val/mse", below=0.01))
+    task = GridTask(ADDING, Solved("val/mse", below=0.01))
     grid = Grid({"adding": task}, cells=["rnn", "lstm"], lengths=[50, 400],
                 overrides={"trainer.max_epochs": 1})
     assert [point.name for point in grid.points] == ["adding_rnn_T50", "adding_rnn_T400", "adding_lstm_T50",
                                                      "adding_lstm_T400"]
     arguments = grid.arguments(Point("adding", "lstm", 400))
-    assert arguments[:3] == ["fit", "--config", "experiments/long_dependency/adding.yaml"]
+    assert arguments[:3] == ["fit", "--config", ADDING]
     assert "--model.init_args.model.init_args.cell=lstm" in arguments
     assert "--data.init_args.sequence_length=400" in arguments and "--trainer.max_epochs=1" in arguments
 
 
 def test_errors_are_clear() -> None:
-    task = GridTask("experiments/long_dependency/adding.yaml", Solved("val/mse", below=0.01))
+    task = GridTask(ADDING, Solved("val/mse", below=0.01))
     with pytest.raises(ValueError, match=r"only_tasks: unknown task\(s\) \['copy'\]"):
         Grid({"adding": task}, only_tasks=["copy"])
     with pytest.raises(FileNotFoundError, match=r"tasks\.adding\.config: no such file 'missing\.yaml'"):
