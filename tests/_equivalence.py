@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -258,7 +259,9 @@ def compare(ours: Outcome, reference: Outcome) -> Differences:
         assert a.shape == b.shape, f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
         if not a.numel():
             return 0.0
-        return ((a - b).abs().max() / b.abs().max().clamp(min=1.0)).item()
+        difference = ((a - b).abs().max() / b.abs().max().clamp(min=1.0)).item()
+        # NaN would vanish in the max() below (max(0.0, nan) is 0.0): score any non-finite value as inf.
+        return difference if math.isfinite(difference) else math.inf
 
     missing = set(ours.gradients) - set(reference.gradients)
     assert not missing, f"the reference has no gradient for {sorted(missing)}"
