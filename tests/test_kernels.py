@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import Tensor
-from torch.autograd import gradcheck
+from torch.autograd import gradcheck, gradgradcheck
 
 import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
@@ -130,13 +130,33 @@ def test_gradcheck_with_frozen_weights(name: str) -> None:
     assert gradcheck(function.apply, inputs)
 
 
-def test_double_backward_refuses_instead_of_being_wrong() -> None:
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_gradgradcheck(name: str) -> None:
+    """Second derivatives of every Function equal finite differences of its first derivatives."""
+    torch.manual_seed(0)
+    function, inputs = FUNCTIONS[name]()
+    assert gradgradcheck(function.apply, inputs)
+
+
+@pytest.mark.parametrize("name", ["lstm_proj", "gru", "gru_reset_before", "rnn_tanh"])
+def test_double_backward_equals_the_step_by_step_reference(name: str) -> None:
+    """The gradient of a gradient: through the kernel (create_graph=True) and through the cells'
+    formulas under autograd, on the same layer and data."""
     torch.manual_seed(2)
-    function, inputs = FUNCTIONS["lstm"]()
-    hs, _ = function.apply(*inputs)
-    (gradient,) = torch.autograd.grad(hs.square().sum(), inputs[0], create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        gradient.sum().backward()
+    layer = KINDS[name](num_layers=2, bidirectional=True)
+    x = tensor(5, 2, 4)
+
+    def second_order() -> list[Tensor]:
+        output, _ = layer(x)
+        (dx,) = torch.autograd.grad(output.sin().sum(), x, create_graph=True)
+        return list(torch.autograd.grad(dx.square().sum(), [x, *layer.parameters()]))
+
+    ours = second_order()
+    with kernels_enabled(False):
+        reference = second_order()
+    for got, expected in zip(ours, reference, strict=True):
+        assert (got - expected).abs().max().item() <= 1e-10
+    assert max(g.abs().max().item() for g in ours) > 1e-3  # not the constant a once-only backward gives
 
 
 # -- the layers: kernel vs the cells' formulas under autograd, outputs and every gradient -------------

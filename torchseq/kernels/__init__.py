@@ -17,9 +17,10 @@ sequence:
 
 :class:`torchseq.recurrent.Unroll` asks :func:`find_kernel` first and falls back to stepping the cell.
 Variable lengths cost nothing inside the loop (see :func:`torchseq.kernels.base.last_valid`); the
-reverse direction is ``Unroll``'s time flip around the kernel. Kernels are first-order only: a double
-backward through them raises (``once_differentiable``); switch them off with
-``kernels_enabled(False)`` for that.
+reverse direction is ``Unroll``'s time flip around the kernel. Higher-order gradients are exact: a
+backward that autograd records (``create_graph=True``) differentiates the kernel's formulas written with
+ordinary ops instead of running the hand-written loop. Under ``torch.func`` transforms (``grad``,
+``vmap``, ``jacrev`` …) :func:`find_kernel` hands the layer to the step-by-step reference.
 """
 
 from torchseq.kernels.dispatch import Kernel, find_kernel, kernels_are_enabled, kernels_enabled

@@ -1,6 +1,10 @@
-"""What the kernels share: when to build a graph, folded biases, shifted states, final states."""
+"""What the kernels share: when to build a graph, folded biases, shifted states, final states, and the
+differentiable backward that makes every kernel exact to any order."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -11,6 +15,29 @@ from torchseq.cells.base import RecurrentCell
 def needs_graph(*tensors: Tensor | None) -> bool:
     """Whether autograd must see this call: grad mode is on and some input requires a gradient."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def differentiable_backward(
+    ctx: Any, reference: Callable[..., Tensor | tuple[Tensor, ...]], inputs: tuple[Any, ...],
+    grad_outputs: tuple[Tensor, ...],
+) -> tuple[Tensor | None, ...]:
+    """The backward of a kernel's Function when autograd records it (``create_graph=True``).
+
+    The hand-written loops produce numbers, not a graph, so a second derivative of them would be a
+    constant. Here the ``reference`` recurrence (the kernel's formulas written with ordinary ops) is
+    recomputed from the saved ``inputs`` under autograd and differentiated with ``create_graph=True``:
+    the gradients it returns are themselves differentiable, as on the step-by-step path.
+    """
+    needs = ctx.needs_input_grad
+    wanted = [need and isinstance(value, Tensor) for value, need in zip(inputs, needs, strict=True)]
+    with torch.enable_grad():
+        outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    grads = iter(torch.autograd.grad(
+        outputs, [value for value, want in zip(inputs, wanted, strict=True) if want], grad_outputs,
+        create_graph=True, allow_unused=True,
+    ))
+    return tuple(next(grads) if want else None for want in wanted)
 
 
 #: Batch sizes up to which the loop's recurrent GEMM gets Wᵀ as a contiguous copy (see step_operand).

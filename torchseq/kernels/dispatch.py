@@ -32,13 +32,21 @@ def find_kernel(cell: RecurrentCell, x: Tensor) -> Kernel | None:
     """The fast kernel for ``cell`` on input ``x``, or None where the step-by-step reference must run.
 
     None when kernels are switched off, for cell types without a kernel (subclasses included), for
-    dtypes other than float32/float64, and while ``torch.compile`` traces (it then sees the plain
-    formulas, which it can fuse, rather than a hand-written backward it cannot look into).
+    dtypes other than float32/float64, while ``torch.compile`` traces (it then sees the plain formulas,
+    which it can fuse, rather than a hand-written backward it cannot look into), and inside ``torch.func``
+    transforms (``grad``, ``vmap``, ``jacrev`` …), which cannot batch or trace a loop writing into
+    preallocated buffers.
     """
     run = KERNELS.get(type(cell))
-    if not _enabled or run is None or x.dtype not in DTYPES or torch.compiler.is_compiling():
+    if (not _enabled or run is None or x.dtype not in DTYPES or torch.compiler.is_compiling()
+            or functorch_is_active()):
         return None
     return partial(run, cell)
+
+
+def functorch_is_active() -> bool:
+    """Whether a ``torch.func`` transform is running (its interpreter stack is not empty)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 def kernels_are_enabled() -> bool:

@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 from torchseq.cells.gru import GRUCell
 from torchseq.kernels.base import (
+    differentiable_backward,
     flat,
     folded_bias,
     input_side_gradients,
@@ -124,6 +125,22 @@ def gru_forward(
     return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.ns, is_kept)) if keep else None
 
 
+def gru_reference(
+    x: Tensor, h0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, b_hn: Tensor | None
+) -> Tensor:
+    """:class:`GRURecurrence`'s forward (reset_after=True) in ordinary differentiable ops."""
+    h, hs = h0, []
+    for pre_t in F.linear(x, weight_ih, bias):
+        x_r, x_z, x_n = pre_t.chunk(3, dim=-1)
+        s_r, s_z, s_n = F.linear(h, weight_hh).chunk(3, dim=-1)
+        s_n = s_n if b_hn is None else s_n + b_hn
+        r, z = torch.sigmoid(x_r + s_r), torch.sigmoid(x_z + s_z)
+        n = torch.tanh(x_n + r * s_n)
+        h = n + z * (h - n)
+        hs.append(h)
+    return torch.stack(hs)
+
+
 class BackwardBuffers:
     """The backward loop's buffers for one shape (reset_after=True), and every step's views, made once.
 
@@ -147,18 +164,21 @@ class BackwardBuffers:
 
 class GRURecurrence(torch.autograd.Function):
     """(x (T, B, I), h_0, W_ih, b | None, W_hh, b_hn | None) → h (T, B, H), reset_after=True, explicit
-    BPTT; b = [b_ir + b_hr, b_iz + b_hz, b_in]."""
+    BPTT; b = [b_ir + b_hr, b_iz + b_hz, b_in]. A backward that autograd records runs
+    :func:`gru_reference` (any order)."""
 
     @staticmethod
     def forward(ctx, x, h0, weight_ih, bias, weight_hh, b_hn):
         hs, (gates, ns) = gru_forward(x, h0, weight_ih, bias, weight_hh, b_hn, keep=True)
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, hs, gates, ns)
+        ctx.save_for_backward(x, h0, weight_ih, bias, weight_hh, b_hn, hs, gates, ns)
         return hs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_hs):
-        x, h0, weight_ih, weight_hh, hs, gates, ns = ctx.saved_tensors
+        x, h0, weight_ih, bias, weight_hh, b_hn, hs, gates, ns = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            inputs = (x, h0, weight_ih, bias, weight_hh, b_hn)
+            return differentiable_backward(ctx, gru_reference, inputs, (d_hs,))
         steps, batch, _, hidden = gates.shape
         buffers, is_kept = buffers_for(BackwardBuffers, hs, steps, batch * 4 * hidden, batch, hidden)
         r, z, s_n = gates.unbind(2)
@@ -238,6 +258,23 @@ def gru_reset_before_forward(
     return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.reset_hs, is_kept)) if keep else None
 
 
+def gru_reset_before_reference(
+    x: Tensor, h0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor
+) -> Tensor:
+    """:class:`GRUResetBeforeRecurrence`'s forward (reset_after=False) in ordinary differentiable ops."""
+    hidden = h0.shape[-1]
+    weight_rz, weight_n = weight_hh.split([2 * hidden, hidden])
+    h, hs = h0, []
+    for pre_t in F.linear(x, weight_ih, bias):
+        x_r, x_z, x_n = pre_t.chunk(3, dim=-1)
+        s_r, s_z = F.linear(h, weight_rz).chunk(2, dim=-1)
+        r, z = torch.sigmoid(x_r + s_r), torch.sigmoid(x_z + s_z)
+        n = torch.tanh(x_n + F.linear(r * h, weight_n))
+        h = n + z * (h - n)
+        hs.append(h)
+    return torch.stack(hs)
+
+
 class ResetBeforeBackwardBuffers:
     """The backward loop's buffers for one shape (reset_after=False), and every step's views, made once.
 
@@ -265,18 +302,20 @@ class ResetBeforeBackwardBuffers:
 
 class GRUResetBeforeRecurrence(torch.autograd.Function):
     """(x (T, B, I), h_0, W_ih, b | None, W_hh) → h (T, B, H), reset_after=False, explicit BPTT;
-    b = b_ih + b_hh."""
+    b = b_ih + b_hh. A backward that autograd records runs :func:`gru_reset_before_reference` (any order)."""
 
     @staticmethod
     def forward(ctx, x, h0, weight_ih, bias, weight_hh):
         hs, (gates, reset_hs) = gru_reset_before_forward(x, h0, weight_ih, bias, weight_hh, keep=True)
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, hs, gates, reset_hs)
+        ctx.save_for_backward(x, h0, weight_ih, bias, weight_hh, hs, gates, reset_hs)
         return hs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_hs):
-        x, h0, weight_ih, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
+        x, h0, weight_ih, bias, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            inputs = (x, h0, weight_ih, bias, weight_hh)
+            return differentiable_backward(ctx, gru_reset_before_reference, inputs, (d_hs,))
         steps, batch, _, hidden = gates.shape
         buffers, is_kept = buffers_for(
             ResetBeforeBackwardBuffers, hs, steps, batch * 3 * hidden, batch, hidden

@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 from torchseq.cells.lstm import LSTMCell
 from torchseq.kernels.base import (
+    differentiable_backward,
     flat,
     folded_bias,
     input_side_gradients,
@@ -151,19 +152,22 @@ class LSTMRecurrence(torch.autograd.Function):
     """(x (T, B, I), h_0, c_0, W_ih, b | None, W_hh, W_hr | None) → (h (T, B, H_out), c (T, B, H)) with
     explicit BPTT; the rows of W_ih, b and W_hh in :func:`kernel_order`, b = b_ih + b_hh.
 
-    First-order only (``once_differentiable``): a double backward raises instead of being wrong.
+    Differentiable to any order: a backward that autograd records runs :func:`lstm_reference` instead of
+    the hand-written loop (:func:`~torchseq.kernels.base.differentiable_backward`).
     """
 
     @staticmethod
     def forward(ctx, x, h0, c0, weight_ih, bias, weight_hh, weight_hr):
         hs, cs, saved = lstm_forward(x, h0, c0, weight_ih, bias, weight_hh, weight_hr, keep=True)
-        ctx.save_for_backward(x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, *saved)
+        ctx.save_for_backward(x, h0, c0, weight_ih, bias, weight_hh, weight_hr, hs, cs, *saved)
         return hs, cs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_hs, d_cs):
-        x, h0, c0, weight_ih, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
+        x, h0, c0, weight_ih, bias, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            inputs = (x, h0, c0, weight_ih, bias, weight_hh, weight_hr)
+            return differentiable_backward(ctx, lstm_reference, inputs, (d_hs, d_cs))
         steps, batch, _, hidden = gates.shape
         o, i, f, g = gates.unbind(2)                                                # (T, B, H) each
         buffers, is_kept = buffers_for(
@@ -205,6 +209,23 @@ class LSTMRecurrence(torch.autograd.Function):
         d_weight_hh = previous_step_gradient(d_pre, h0, hs) if needs[5] else None
         d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if needs[6] else None
         return d_x, d_h0, d_c0, d_weight_ih, d_bias, d_weight_hh, d_weight_hr
+
+
+def lstm_reference(
+    x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
+    weight_hr: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """:class:`LSTMRecurrence`'s forward in ordinary differentiable ops (gate order o, i, f, g)."""
+    pre = F.linear(x, weight_ih, bias)
+    h, c, hs, cs = h0, c0, [], []
+    for pre_t in pre:
+        a_o, a_i, a_f, a_g = (pre_t + F.linear(h, weight_hh)).chunk(4, dim=-1)
+        c = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
+        h = torch.sigmoid(a_o) * torch.tanh(c)
+        h = h if weight_hr is None else F.linear(h, weight_hr)
+        hs.append(h)
+        cs.append(c)
+    return torch.stack(hs), torch.stack(cs)
 
 
 class BackwardBuffers:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+from torch.nn import functional as F
 
 from torchseq.cells.rnn import RNNCell
 from torchseq.kernels.base import (
+    differentiable_backward,
     folded_bias,
     input_side_gradients,
     last_valid,
@@ -70,6 +71,18 @@ def rnn_forward(
     return hand_out(buffers.hs, is_kept)
 
 
+def rnn_reference(
+    x: Tensor, h0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, nonlinearity: str
+) -> Tensor:
+    """:class:`RNNRecurrence`'s forward in ordinary differentiable ops."""
+    activation = torch.tanh if nonlinearity == "tanh" else torch.relu
+    h, hs = h0, []
+    for pre_t in F.linear(x, weight_ih, bias):
+        h = activation(pre_t + F.linear(h, weight_hh))
+        hs.append(h)
+    return torch.stack(hs)
+
+
 class BackwardBuffers:
     """The backward loop's buffers for one shape: ``dhs`` (T + 1, B, H), the total dh_t with a row in
     front for h_0, and ``d_pre`` (T, B, H), φ'(â_t) that becomes dâ_t; ``steps`` runs from the last step
@@ -84,19 +97,21 @@ class BackwardBuffers:
 
 class RNNRecurrence(torch.autograd.Function):
     """(x (T, B, I), h_0, W_ih, b | None, W_hh, "tanh" | "relu") → h (T, B, H) with explicit BPTT;
-    b = b_ih + b_hh."""
+    b = b_ih + b_hh. A backward that autograd records runs :func:`rnn_reference` (any order)."""
 
     @staticmethod
     def forward(ctx, x, h0, weight_ih, bias, weight_hh, nonlinearity):
         hs = rnn_forward(x, h0, weight_ih, bias, weight_hh, nonlinearity)
-        ctx.save_for_backward(x, h0, weight_ih, weight_hh, hs)
+        ctx.save_for_backward(x, h0, weight_ih, bias, weight_hh, hs)
         ctx.nonlinearity = nonlinearity
         return hs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_hs):
-        x, h0, weight_ih, weight_hh, hs = ctx.saved_tensors
+        x, h0, weight_ih, bias, weight_hh, hs = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            inputs = (x, h0, weight_ih, bias, weight_hh, ctx.nonlinearity)
+            return differentiable_backward(ctx, rnn_reference, inputs, (d_hs,))
         steps, batch, hidden = hs.shape
         buffers, is_kept = buffers_for(BackwardBuffers, hs, steps, batch * hidden, batch, hidden)
         # φ'(â_t), known from h_t alone; each step multiplies it by dh_t in place, making it dâ_t.
