@@ -13,7 +13,8 @@ import yaml
 from torch import Tensor, nn
 
 import torchseq
-from torchseq.attacks import Attack, AttackCurve, random_in_ball, robust_accuracy, run_attack_experiment
+from torchseq.attacks import Attack, random_in_ball, robust_accuracy
+from torchseq.tools.attack import AttackCurve, run_attack_experiment
 
 ATTACKS = [Attack("fgsm", "linf"), Attack("fgsm", "l2"), Attack("pgd", "linf", steps=5),
            Attack("pgd", "l2", steps=5)]

@@ -14,16 +14,15 @@ import torchseq
 from torchseq.callbacks.gradient_flow import GradientFlowPlot
 from torchseq.data import AddingProblemDataModule, CopyTaskDataModule
 from torchseq.diagnostics import (
-    Condition,
     decay_ratio,
     gradient_flow,
     plot_gradient_flow,
     recording_states,
-    run_gradient_flow,
     state_gradient_norms,
 )
 from torchseq.models import RecurrentClassifier
 from torchseq.tasks import Regression
+from torchseq.tools.gradient_flow import Condition, run_gradient_flow
 
 
 def rnn_with_recurrent_matrix(matrix: torch.Tensor) -> torchseq.RNN:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from torchseq.long_dependency import Grid, GridTask, Point, Solved, main
+from torchseq.tools.long_dependency import Grid, GridTask, Point, Solved, main
 
 # Absolute: the tests must pass wherever pytest is started, not only in the repository root.
 ADDING = str(Path(__file__).parents[1] / "experiments" / "long_dependency" / "adding.yaml")

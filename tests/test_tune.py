@@ -12,7 +12,7 @@ import yaml
 
 from torchseq.cli import TorchseqCLI
 from torchseq.cli import main as torchseq
-from torchseq.tune import (
+from torchseq.tools.tune import (
     OPTIMIZERS,
     Distribution,
     OptunaPruning,

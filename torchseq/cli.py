@@ -211,12 +211,13 @@ def drop_skipped_links(module: L.LightningModule) -> None:
             module._hparams_initial.pop(name, None)
 
 
-#: ``torchseq <tool> --config …``: commands beside LightningCLI's, each the ``main(args)`` of a module.
+#: ``torchseq <tool> --config …``: commands beside LightningCLI's, each the ``main(args)`` of a module
+#: in :mod:`torchseq.tools`.
 TOOLS = {
-    "tune": "torchseq.tune",                        # Optuna hyperparameter search over a fit config
-    "attack": "torchseq.attacks",                   # robust accuracy under FGSM / PGD
-    "gradient-flow": "torchseq.diagnostics",        # ‖∂L/∂h_t‖ over t for RNN / LSTM / GRU
-    "long-dependency": "torchseq.long_dependency",  # the adding / copy grid
+    "tune": "torchseq.tools.tune",                        # Optuna hyperparameter search over a fit config
+    "attack": "torchseq.tools.attack",                    # robust accuracy under FGSM / PGD
+    "gradient-flow": "torchseq.tools.gradient_flow",      # ‖∂L/∂h_t‖ over t for RNN / LSTM / GRU
+    "long-dependency": "torchseq.tools.long_dependency",  # the adding / copy grid
 }
 
 

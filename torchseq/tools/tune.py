@@ -38,7 +38,7 @@ from rich.table import Table
 
 from torchseq.checks import check_choice
 from torchseq.cli import TorchseqCLI
-from torchseq.commands import override_arguments, settings_from_command_line
+from torchseq.tools.commands import override_arguments, settings_from_command_line
 
 #: The optimisers the book recommends, by the name a search space uses: class path and fixed arguments.
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -6,7 +6,7 @@ Every run writes its usual folder under ``output_dir`` (``<task>_<cell>_T<length
 table is then read back from the runs' ``metrics_summary.json``, so it can also be rebuilt at any time
 from whatever has finished (``--collect_only true``), e.g. after running the grid on several machines::
 
-    python -m torchseq.long_dependency --config experiments/long_dependency/grid.yaml --jobs 16
+    torchseq long-dependency --config experiments/long_dependency/grid.yaml --jobs 16
 
 For each point the table gives the final validation metric and the number of optimiser steps after
 which the task counted as solved (the first validation meeting the task's ``solved`` criterion).
@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
-from torchseq.commands import override_arguments, settings_from_command_line
+from torchseq.tools.commands import override_arguments, settings_from_command_line
 
 CELL_KEY = "model.init_args.model.init_args.cell"
 LENGTH_KEY = "data.init_args.sequence_length"
@@ -194,7 +194,7 @@ def _format(result: dict[str, Any] | None) -> str:
 
 
 def main(args: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """``python -m torchseq.long_dependency --config experiments/long_dependency/grid.yaml [--jobs N]``."""
+    """``torchseq long-dependency --config experiments/long_dependency/grid.yaml [--jobs N]``."""
     grid = settings_from_command_line(Grid, args, "torchseq long-dependency", "Run the long-dependency grid.")
     return grid.run()
 
