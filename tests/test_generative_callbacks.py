@@ -92,3 +92,28 @@ def test_figures_show_one_image_of_each_label_first(tmp_path) -> None:
     bar_labels = (grid.images[:, 0].mean(dim=2).argmax(dim=1) // band).tolist()  # where the bright bar is
     assert bar_labels[:4] == [0, 1, 2, 3]
     assert len(grid.images) == 8
+
+
+def test_sample_quality_measures_the_test_split_with_fresh_noise(tmp_path) -> None:
+    torch.manual_seed(0)
+    net_path = tmp_path / "feature_net.pt"
+    net = MNISTFeatureNet()
+    torch.save(
+        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
+    )
+    L.seed_everything(0)
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
+    quality = SampleQuality(str(net_path), batch_size=16, seed=5)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[quality])
+    data = TinyImages()
+    trainer.fit(task, data)
+    trainer.test(task, data)
+    metrics = trainer.callback_metrics
+    assert metrics["test/fd"] > metrics["test/fd_real_floor"] >= 0
+    assert 0.0 <= metrics["test/min_class_share"] <= 1 / 10  # the rarest of 10 digits holds ≤ 1/10
+    assert metrics["test/class_coverage_real"] == quality.test_floor["test/class_coverage_real"]
+    assert len(quality.test_noise) == len(data.parts["test"])  # as many samples as test images
+    torch.testing.assert_close(
+        quality.test_noise, torch.randn(48, 2, generator=torch.Generator().manual_seed(6))
+    )
+    assert not torch.equal(quality.test_noise, quality.noise)

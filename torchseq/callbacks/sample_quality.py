@@ -14,6 +14,10 @@ The real statistics are computed once, at the start of fitting; the samples are 
 each validation epoch during fitting (so the values sit in that epoch's history and a checkpoint can
 monitor ``val/fd``). Needs ``pl_module.latent_dim`` and ``pl_module.sample(z)`` (images in [0, 1]),
 a validation loop, and a datamodule with train and held-out loaders.
+
+At the end of ``test`` the same figures are logged as ``test/fd``, ``test/fd_real_floor`` (the test
+images), ``test/class_coverage`` (``_real``) and ``test/min_class_share`` (the rarest digit's share of
+the samples), from noise drawn with ``seed + 1``: not the noise validation selected the checkpoint on.
 """
 
 from __future__ import annotations
@@ -58,42 +62,63 @@ class SampleQuality(L.Callback):
         self.num_samples, self.seed = num_samples, seed
         self.every_n_epochs, self.batch_size = every_n_epochs, batch_size
         self.floor: dict[str, float] = {}
+        self.frechet: FeatureFrechetDistance | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        require_methods(pl_module, self, "latent_dim", "sample")
-        if trainer.datamodule is None:
-            raise RuntimeError("SampleQuality needs a datamodule: its training split is the real reference")
-        net, _ = load_or_train_feature_net(self.feature_net_path)
-        self.features = FrozenFeatures(net)
-        self.frechet = FeatureFrechetDistance(self.features)
-        for images, *_ in trainer.datamodule.train_dataloader():
-            self.frechet.update(images.float(), real=True)
-        held_out_loader = getattr(trainer.datamodule, f"{self.held_out}_dataloader")()
-        held_out = torch.cat([images for images, *_ in held_out_loader]).float()
-        self.floor = {
-            "val/fd_real_floor": self._frechet_distance(held_out),
-            "val/class_coverage_real": self._class_coverage(held_out),
-        }
-        count = self.num_samples or len(held_out)
-        self.noise = torch.randn(
-            count, pl_module.latent_dim, generator=torch.Generator().manual_seed(self.seed)
-        )
+        held_out = self._prepare(trainer, pl_module, self.held_out)
+        self.floor = self._real_figures(held_out, "val")
+        self.noise = self._noise(self.num_samples or len(held_out), pl_module.latent_dim, self.seed)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
+        pl_module.log_dict(self._sample_figures(pl_module, self.noise, "val") | self.floor)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        test = self._prepare(trainer, pl_module, "test")
+        self.test_floor = self._real_figures(test, "test")
+        self.test_noise = self._noise(self.num_samples or len(test), pl_module.latent_dim, self.seed + 1)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log_dict(self._sample_figures(pl_module, self.test_noise, "test") | self.test_floor)
+
+    def _prepare(self, trainer: L.Trainer, pl_module: L.LightningModule, split: str) -> Tensor:
+        """Load the feature net and the training split's statistics (once); return ``split``'s images."""
+        require_methods(pl_module, self, "latent_dim", "sample")
+        if trainer.datamodule is None:
+            raise RuntimeError("SampleQuality needs a datamodule: its training split is the real reference")
+        if self.frechet is None:
+            net, _ = load_or_train_feature_net(self.feature_net_path)
+            self.features = FrozenFeatures(net)
+            self.frechet = FeatureFrechetDistance(self.features)
+            for images, *_ in trainer.datamodule.train_dataloader():
+                self.frechet.update(images.float(), real=True)
+        loader = getattr(trainer.datamodule, f"{split}_dataloader")()
+        return torch.cat([images for images, *_ in loader]).float()
+
+    def _real_figures(self, images: Tensor, stage: str) -> dict[str, float]:
+        return {
+            f"{stage}/fd_real_floor": self._frechet_distance(images),
+            f"{stage}/class_coverage_real": float(self._class_counts(images).compute()),
+        }
+
+    def _sample_figures(self, pl_module: L.LightningModule, noise: Tensor, stage: str) -> dict[str, float]:
         with evaluating(pl_module):
             samples = torch.cat(
-                [
-                    pl_module.sample(noise.to(pl_module.device)).cpu()
-                    for noise in self.noise.split(self.batch_size)
-                ]
+                [pl_module.sample(chunk.to(pl_module.device)).cpu() for chunk in noise.split(self.batch_size)]
             )
-        quality = {
-            "val/fd": self._frechet_distance(samples),
-            "val/class_coverage": self._class_coverage(samples),
+        counts = self._class_counts(samples)
+        figures = {
+            f"{stage}/fd": self._frechet_distance(samples),
+            f"{stage}/class_coverage": float(counts.compute()),
         }
-        pl_module.log_dict(quality | self.floor)
+        if stage == "test":
+            figures["test/min_class_share"] = float(counts.shares().min())
+        return figures
+
+    @staticmethod
+    def _noise(count: int, latent_dim: int, seed: int) -> Tensor:
+        return torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
 
     def _frechet_distance(self, images: Tensor) -> float:
         for chunk in images.split(self.batch_size):
@@ -102,9 +127,9 @@ class SampleQuality(L.Callback):
         self.frechet.reset()  # forgets the generated set only: the real reference stays
         return distance
 
-    def _class_coverage(self, images: Tensor) -> float:
+    def _class_counts(self, images: Tensor) -> ClassCoverage:
         coverage = ClassCoverage(num_classes=self.features.net.head.out_features)
         with torch.no_grad():
             for chunk in images.split(self.batch_size):
                 coverage.update(self.features.logits(chunk))
-        return float(coverage.compute())
+        return coverage

@@ -15,9 +15,9 @@ Prefer ``max_epochs`` for GANs.
 
 The step counters are buffers, so they are saved in checkpoints and the ratio carries on after resume.
 Logged: ``train/d_loss``, ``train/g_loss`` (step and epoch), ``train/d_real``, ``train/d_fake`` (mean
-probability the discriminator gives real and generated images); the same ``val/d_*`` on held-out
-images, whose validation loop is also where :class:`~torchseq.callbacks.sample_quality.SampleQuality`
-measures each epoch.
+probability the discriminator gives real and generated images); the same ``val/d_*`` and ``test/d_*``
+on held-out images, whose validation and test loops are also where
+:class:`~torchseq.callbacks.sample_quality.SampleQuality` measures.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ class GANTask(L.LightningModule):
         """The discriminator on held-out real images and fresh samples (also gives callbacks a val loop)."""
         real = self.generator.from_unit_interval(batch[0])
         self.discriminator_loss(real, self(self._noise(len(real))), "val")
+
+    def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
+        """The discriminator on test images and fresh samples (also gives callbacks a test loop)."""
+        real = self.generator.from_unit_interval(batch[0])
+        self.discriminator_loss(real, self(self._noise(len(real))), "test")
 
     def _noise(self, count: int) -> Tensor:
         return torch.randn(count, self.latent_dim, device=self.device)
