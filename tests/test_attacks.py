@@ -107,8 +107,12 @@ def test_the_model_keeps_its_mode_and_parameters_get_no_gradient() -> None:
     assert all(parameter.grad is None for parameter in model.parameters())
 
 
+@pytest.fixture(scope="module")
 def trained_blobs_model() -> tuple[nn.Module, list[tuple[Tensor, Tensor]]]:
-    """Two classes of points in [0, 1]^20 around 0.35 and 0.65, and a small MLP that separates them."""
+    """Two classes of points in [0, 1]^20 around 0.35 and 0.65, and a small MLP that separates them.
+
+    Trained once for the module: the attacks leave the model's parameters and mode as they were (tested
+    above), so the tests below can share it."""
     generator = torch.Generator().manual_seed(0)
     y = torch.randint(0, 2, (400,), generator=generator)
     x = (0.35 + 0.3 * y.unsqueeze(1) + 0.15 * torch.randn(400, 20, generator=generator)).clamp(0, 1)
@@ -124,8 +128,8 @@ def trained_blobs_model() -> tuple[nn.Module, list[tuple[Tensor, Tensor]]]:
 
 @pytest.mark.parametrize("attack", [Attack("fgsm", "linf"), Attack("pgd", "linf", steps=10)],
                          ids=lambda attack: attack.name)
-def test_accuracy_falls_as_epsilon_grows(attack: Attack) -> None:
-    model, batches = trained_blobs_model()
+def test_accuracy_falls_as_epsilon_grows(attack: Attack, trained_blobs_model) -> None:
+    model, batches = trained_blobs_model
     epsilons = [0.0, 0.02, 0.05, 0.1, 0.15, 0.2]
     accuracy = robust_accuracy(model, batches, attack, epsilons)
     curve = [accuracy[epsilon] for epsilon in epsilons]
@@ -134,8 +138,8 @@ def test_accuracy_falls_as_epsilon_grows(attack: Attack) -> None:
     assert curve[-1] < 0.5 * curve[0]
 
 
-def test_pgd_is_at_least_as_strong_as_fgsm() -> None:
-    model, batches = trained_blobs_model()
+def test_pgd_is_at_least_as_strong_as_fgsm(trained_blobs_model) -> None:
+    model, batches = trained_blobs_model
     fgsm = robust_accuracy(model, batches, Attack("fgsm", "linf"), [0.1])
     pgd = robust_accuracy(model, batches, Attack("pgd", "linf", steps=10), [0.1])
     assert pgd[0.1] <= fgsm[0.1]
