@@ -121,3 +121,35 @@ def test_bad_arguments():
         AnomalyDataModule("mitdb", window=1)
     with pytest.raises(ValueError, match="window: expected at most the series length 1000"):
         AnomalyDataModule("yahoo", window=5000).setup()
+
+
+def test_time_split_keeps_the_splits_disjoint_in_time():
+    module = AnomalyDataModule("mitdb", window=256, stride=16, split="time")
+    module.setup()
+    starts = module.window_starts
+    assert starts["train"].max() + 256 <= 4500 <= starts["val"].min()
+    assert starts["val"].max() + 256 <= 6000 <= starts["test"].min()
+    assert (module.splits.train.tensors[1] == 0).all() and (module.splits.val.tensors[1] == 0).all()
+    test_labels = module.splits.test.tensors[1]
+    assert 0 < int(test_labels.sum()) < len(test_labels)  # the labelled stretch 6936–7287 is in test
+    first_anomalous = int(starts["test"][test_labels.numpy() == 1].min())
+    assert first_anomalous == 6688  # the first start on the stride-16 grid whose window reaches 6936
+    assert module.series.shape == (7500, 1) and module.point_labels.sum() == 352
+    # the series is standardised like the windows: a test window is the series at its start
+    torch.testing.assert_close(
+        module.splits.test.tensors[0][0, :, 0],
+        torch.from_numpy(module.series[starts["test"][0] : starts["test"][0] + 256, 0]).float(),
+    )
+
+
+def test_time_split_needs_both_kinds_in_the_test_stretch():
+    with pytest.raises(
+        ValueError, match=r"test_fraction: the last 0\.1 of yahoo\.csv holds no anomalous windows"
+    ):
+        AnomalyDataModule("yahoo", window=8, split="time", test_fraction=0.1).setup()
+    with pytest.raises(ValueError, match=r"split: expected one of \('random', 'time'\), got 'blocks'"):
+        AnomalyDataModule("yahoo", split="blocks")
+    with pytest.raises(
+        ValueError, match=r"window: no window of 300 points fits in the val stretch \[600, 800\)"
+    ):
+        AnomalyDataModule("yahoo", window=300, split="time").setup()

@@ -11,20 +11,23 @@ Two sources, each a univariate series with a 0/1 label per point, in ``sktime/da
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from torchseq.checks import check_choice
-from torchseq.data.base import SplitDataModule, Splits, check_positive_int
+from torchseq.checks import check_choice, check_positive_int
+from torchseq.data.base import SplitDataModule, Splits
 from torchseq.data.files import locate_data_file
 from torchseq.data.split import check_fractions, split_indices
 from torchseq.data.standardize import ChannelStandardizer
 from torchseq.data.tables import DataFileError, read_numeric_csv
 
 ANOMALY_SOURCES = ("mitdb", "yahoo")
+SPLIT_KINDS = ("random", "time")
+SPLITS = ("train", "val", "test")
 
 
 def read_labelled_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +51,7 @@ def cut_windows(
     if len(values) < window:
         raise ValueError(f"window: expected at most the series length {len(values)}, got {window}")
     starts = np.arange(0, len(values) - window + 1, stride)
-    offsets = starts[:, None] + np.arange(window)                        # (W, window)
+    offsets = starts[:, None] + np.arange(window)  # (W, window)
     return values[offsets], point_labels[offsets].any(axis=1).astype(np.int64), starts
 
 
@@ -58,16 +61,22 @@ class AnomalyDataModule(SplitDataModule):
     - Windows: ``x[s : s + window]`` for ``s = 0, stride, 2·stride, …`` (``stride`` defaults to
       ``window``: no overlap); the points after the last whole window are dropped. A window's label is 1
       when at least one of its points is labelled anomalous, else 0.
-    - Splits: the normal windows are split at random (seeded) into train/val/test with shares
-      ``1 - val_fraction - test_fraction``, ``val_fraction`` and ``test_fraction``; the anomalous windows
-      go to val and test only, in the ratio ``val_fraction : test_fraction``. The training split is thus
-      normal windows only — what an autoencoder should learn to reconstruct — while val and test are
-      labelled mixtures for scoring. When windows overlap (``stride < window``), training windows that
-      share a point with any val or test window are dropped, so no evaluated point was seen in training
-      (val and test windows may still overlap each other).
+    - Splits, ``split="random"``: the normal windows are split at random (seeded) into train/val/test
+      with shares ``1 - val_fraction - test_fraction``, ``val_fraction`` and ``test_fraction``; the
+      anomalous windows go to val and test only, in the ratio ``val_fraction : test_fraction``. The
+      training split is thus normal windows only — what an autoencoder should learn to reconstruct —
+      while val and test are labelled mixtures for scoring. When windows overlap (``stride < window``),
+      training windows that share a point with any val or test window are dropped, so no evaluated point
+      was seen in training (val and test windows may still overlap each other).
+    - Splits, ``split="time"``: the series is cut into three consecutive stretches with those shares
+      (train first, then val, then test) and each split holds the windows lying wholly inside its
+      stretch (windows across a boundary are dropped), so the splits are disjoint in time and overlapping
+      windows never leak. The training split keeps its normal windows only; test must hold both kinds,
+      val may hold normal windows only (then it selects checkpoints by reconstruction loss alone).
     - Standardisation: z-normalised with the mean and standard deviation of the training windows' points.
     - Batches: ``(x (B, window, 1) float32, y (B,) int64)``, y the window label.
-      ``window_starts[split]`` gives each window's first index in the series.
+      ``window_starts[split]`` gives each window's first index in the series; after ``setup``,
+      ``series`` (N, 1) holds the standardised series and ``point_labels`` (N,) its labels.
 
     ``data_dir``: a folder laid out like ``sktime/datasets/data`` (``<source>/<source>.csv``).
     """
@@ -80,6 +89,7 @@ class AnomalyDataModule(SplitDataModule):
         source: str = "mitdb",
         window: int = 64,
         stride: int | None = None,
+        split: str = "random",
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
@@ -91,15 +101,64 @@ class AnomalyDataModule(SplitDataModule):
         self.source = check_choice("source", source, ANOMALY_SOURCES)
         self.window = check_positive_int("window", window, minimum=2)
         self.stride = check_positive_int("stride", window if stride is None else stride)
+        self.split = check_choice("split", split, SPLIT_KINDS)
         check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
         self.fractions = (1 - val_fraction - test_fraction, val_fraction, test_fraction)
         self.sequence_length = self.window
         self.path = locate_data_file(data_dir, "sktime", ("datasets", "data"), source, f"{source}.csv")
         self.window_starts: dict[str, np.ndarray] = {}
+        self.series: np.ndarray | None = None
+        self.point_labels: np.ndarray | None = None
 
     def build_splits(self) -> Splits:
         values, point_labels = read_labelled_series(self.path)
         windows, labels, starts = cut_windows(values, point_labels, self.window, self.stride)
+        if self.split == "time":
+            train, val, test = self._split_in_time(len(values), labels, starts)
+        else:
+            train, val, test = self._split_at_random(labels, starts)
+        standardize = ChannelStandardizer.fit([windows[train]])
+        self.series, self.point_labels = standardize(values[None])[0], point_labels
+        parts = {"train": train, "val": val, "test": test}
+        self.window_starts = {name: starts[part] for name, part in parts.items()}
+        datasets = {
+            name: TensorDataset(
+                torch.from_numpy(standardize(windows[part])).float(), torch.from_numpy(labels[part])
+            )
+            for name, part in parts.items()
+        }
+        return Splits(**datasets)
+
+    def _split_in_time(
+        self, length: int, labels: np.ndarray, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Window indices of three consecutive stretches; training keeps the normal windows only."""
+        bounds = np.rint(np.cumsum((0.0, *self.fractions)) * length).astype(int)  # (4,) stretch edges
+        inside = [
+            np.flatnonzero((starts >= begin) & (starts + self.window <= end))
+            for begin, end in itertools.pairwise(bounds)
+        ]
+        inside[0] = inside[0][labels[inside[0]] == 0]
+        for name, part, begin, end in zip(SPLITS, inside, bounds[:-1], bounds[1:], strict=True):
+            if len(part) == 0:
+                raise ValueError(
+                    f"window: no {'normal ' * (name == 'train')}window of {self.window} points fits in the "
+                    f"{name} stretch [{begin}, {end}) of the series; choose a smaller window or larger "
+                    "fractions"
+                )
+        train, val, test = inside
+        if labels[test].min() == labels[test].max():
+            raise ValueError(
+                f"test_fraction: the last {self.fractions[2]:g} of {self.path.name} holds "
+                f"{'only anomalous' if labels[test].min() else 'no anomalous'} windows; the test split "
+                "needs both kinds"
+            )
+        return train, val, test
+
+    def _split_at_random(
+        self, labels: np.ndarray, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normal windows at random into the three splits, anomalous ones into val and test."""
         normal, anomalous = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
         if len(anomalous) < 2:
             raise ValueError(
@@ -111,17 +170,7 @@ class AnomalyDataModule(SplitDataModule):
         anomalous_parts = split_indices(len(anomalous), (val_share, 1 - val_share), self.seed)
         val = np.sort(np.concatenate([val, anomalous[anomalous_parts[0]]]))
         test = np.sort(np.concatenate([test, anomalous[anomalous_parts[1]]]))
-        train = self._without_overlap(train, np.concatenate([val, test]), starts)
-        standardize = ChannelStandardizer.fit([windows[train]])
-        parts = {"train": train, "val": val, "test": test}
-        self.window_starts = {name: starts[part] for name, part in parts.items()}
-        datasets = {
-            name: TensorDataset(
-                torch.from_numpy(standardize(windows[part])).float(), torch.from_numpy(labels[part])
-            )
-            for name, part in parts.items()
-        }
-        return Splits(**datasets)
+        return self._without_overlap(train, np.concatenate([val, test]), starts), val, test
 
     def _without_overlap(self, train: np.ndarray, evaluation: np.ndarray, starts: np.ndarray) -> np.ndarray:
         """Training windows that share no point with an evaluation window (two windows overlap when their

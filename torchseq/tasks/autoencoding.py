@@ -127,8 +127,8 @@ class AnomalyAutoencoderTask(ReconstructionTask):
 
     Train it on normal windows only (the anomaly data modules' train split); validation and test windows
     carry labels, and ``val/auroc`` / ``test/auroc`` measure how well the score ranks anomalous windows
-    above normal ones (1.0 = perfect, 0.5 = chance). A split without both classes has no AUROC;
-    torchmetrics then warns and reports 0.
+    above normal ones (1.0 = perfect, 0.5 = chance). A split without both classes (a validation
+    stretch of normal windows only, say) logs no AUROC.
 
     Args:
         model: builds the network as ``model(input_size)``, e.g.
@@ -140,6 +140,7 @@ class AnomalyAutoencoderTask(ReconstructionTask):
         super().__init__(model(input_size))
         self.save_hyperparameters()
         self.val_auroc, self.test_auroc = BinaryAUROC(), BinaryAUROC()
+        self._classes_seen: dict[str, set[int]] = {"val": set(), "test": set()}
 
     def reconstruction_loss(self, outputs: Tensor, inputs: Tensor) -> Tensor:
         return F.mse_loss(outputs, inputs)
@@ -150,13 +151,26 @@ class AnomalyAutoencoderTask(ReconstructionTask):
         return (reconstruction - windows).square().flatten(1).mean(dim=1)
 
     def scored_step(self, batch: Sequence[Tensor], stage: str, auroc: BinaryAUROC) -> None:
-        windows, labels = batch[0], batch[1]
+        windows, labels = batch[0], window_labels(batch[1])
         _, outputs = self.shared_step(batch, stage)
-        auroc.update(self.anomaly_score(windows, outputs), window_labels(labels))
-        self.log(f"{stage}/auroc", auroc, on_epoch=True, prog_bar=True)
+        auroc.update(self.anomaly_score(windows, outputs), labels)
+        self._classes_seen[stage] |= set(labels.unique().tolist())
+
+    def log_auroc(self, stage: str, auroc: BinaryAUROC) -> None:
+        """Log ``{stage}/auroc`` when the epoch saw both classes (a split of normal windows only has none)."""
+        if self._classes_seen[stage] == {0, 1}:
+            self.log(f"{stage}/auroc", auroc.compute(), prog_bar=True)
+        auroc.reset()
+        self._classes_seen[stage] = set()
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self.scored_step(batch, "val", self.val_auroc)
 
+    def on_validation_epoch_end(self) -> None:
+        self.log_auroc("val", self.val_auroc)
+
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         self.scored_step(batch, "test", self.test_auroc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_auroc("test", self.test_auroc)
