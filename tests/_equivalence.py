@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 import torchseq
-from torchseq.fused import named_torch_parameters
+from torchseq.compat import named_torch_parameters
 from torchseq.kernels import kernels_enabled
 from torchseq.recurrent import RecurrentLayers
 

@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import torchseq
-from torchseq.recurrent.modules import IMPLS
+from torchseq.recurrent.config import IMPLS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs CUDA (torch.cuda.is_available() is False)")

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import torchseq
 from torchseq.kernels import kernels_enabled
-from torchseq.recurrent.modules import IMPLS
+from torchseq.recurrent.config import IMPLS
 
 x = torch.randn(5, 2, 3)  # (T, B, F) for layers with input_size=3, hidden_size=4
 

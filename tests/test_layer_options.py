@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from torchseq.recurrent import RecurrentLayers
-from torchseq.recurrent.modules import IMPLS
+from torchseq.recurrent.config import IMPLS
 
 F64 = torch.float64
 STEPS, BATCH, INPUT, HIDDEN = 6, 3, 4, 5

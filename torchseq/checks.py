@@ -19,6 +19,24 @@ def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     return value
 
 
+def check_positive_int(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> Any:
+    """``value`` must be an int ≥ ``minimum`` (a bool is not an int here), or None when ``optional``."""
+    if optional and value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an integer ≥ {minimum}"
+        raise ValueError(f"{name}: expected {expected}{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` must be a bool: as in ``torch.nn``, 0/1 and strings such as ``'False'`` (truthy) are
+    refused rather than read as flags."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_tensor_like(name: str, tensor: Any, reference: Tensor) -> None:
     """``tensor`` must be a tensor with ``reference``'s dtype and device."""
     if not isinstance(tensor, Tensor):

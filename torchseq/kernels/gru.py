@@ -66,7 +66,7 @@ def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
     else:
         inputs = (x, h0, cell.weight_ih, folded_bias(cell), cell.weight_hh)
         recurrence, forward = GRUResetBeforeRecurrence, gru_reset_before_forward
-    if needs_graph(x, h0, *cell.parameters()):
+    if needs_graph(*inputs):
         hs = recurrence.apply(*inputs)
     else:
         hs, _ = forward(*inputs, keep=False)

@@ -76,7 +76,7 @@ def run_lstm(
         kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)), kernel_order(cell.weight_hh),
         cell.weight_hr,
     )
-    if needs_graph(x, h0, c0, *cell.parameters()):
+    if needs_graph(x, h0, c0, *weights):
         hs, cs = LSTMRecurrence.apply(x, h0, c0, *weights)
     else:
         hs, cs, _ = lstm_forward(x, h0, c0, *weights, keep=False)

@@ -36,7 +36,7 @@ from torchseq.kernels.workspace import buffers_for, hand_out
 def run_rnn(cell: RNNCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
     """x (T, B, I) and h_0 → outputs (T, B, H) and the final h, as ``Unroll`` returns."""
     weights = (cell.weight_ih, folded_bias(cell), cell.weight_hh)
-    if needs_graph(x, h0, *cell.parameters()):
+    if needs_graph(x, h0, *weights):
         hs = RNNRecurrence.apply(x, h0, *weights, cell.nonlinearity)
     else:
         hs = rnn_forward(x, h0, *weights, cell.nonlinearity)
