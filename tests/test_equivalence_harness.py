@@ -8,7 +8,7 @@ import pytest
 import torch
 from _equivalence import Config, Differences, Outcome, Shape, assert_equivalent, compare, measure
 
-import torchseq.recurrent.modules as recurrent_modules
+from torchseq import compat
 
 SHAPE = Shape(steps=3, batch=2, input_size=2, hidden_size=3, lengths=(3, 2))
 
@@ -46,14 +46,14 @@ def test_a_fused_path_with_a_nan_input_gradient_fails_the_equivalence_check(monk
     config = Config("lstm", input="lengths")
     assert_equivalent(measure(config, SHAPE, seed=1), torch.float64)  # unmutated: equivalent
 
-    run_fused = recurrent_modules.run_fused
+    run_fused = compat.run_fused
 
     def nan_input_gradient(template, parameters, x, hx, lengths):
         x = x.clone()
         x.register_hook(lambda gradient: torch.full_like(gradient, math.nan))
         return run_fused(template, parameters, x, hx, lengths)
 
-    monkeypatch.setattr(recurrent_modules, "run_fused", nan_input_gradient)
+    monkeypatch.setattr(compat, "run_fused", nan_input_gradient)
     differences = measure(config, SHAPE, seed=1)
     assert differences["kernel vs fused"].input_grad == math.inf
     assert differences["kernel vs torch.nn"].overall <= 1e-10  # the real torch.nn reference is untouched
