@@ -140,7 +140,7 @@ def test_missing_file_in_data_dir(tmp_path):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="batch_size: expected an integer ≥ 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size: expected a positive int, got 0"):
         DigitsDataModule(batch_size=0)
     with pytest.raises(ValueError, match="test_fraction: expected a fraction in"):
         DigitsDataModule(test_fraction=1.5)
@@ -190,3 +190,67 @@ def test_mnist_only_gz_archives_gets_a_hint(idx_root):
         path.rename(path.with_name(path.name + ".gz"))
     with pytest.raises(FileNotFoundError, match="decompress them with gunzip"):
         MNISTDataModule(str(idx_root))
+
+
+@pytest.fixture
+def mnist_server(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving gzipped IDX files made from MNIST-5k, as torchvision's mirror."""
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    from torchvision.datasets import MNIST
+
+    table = MNIST5kDataModule()
+    pixels, labels = table.read_table()
+    images = (pixels.reshape(-1, 28, 28) * 255).round().numpy().astype(np.uint8)
+    served = tmp_path / "served"
+    served.mkdir()
+    parts = {"train": (images[:4000], labels[:4000]), "t10k": (images[4000:], labels[4000:])}
+    resources = []
+    for prefix, (part_images, part_labels) in parts.items():
+        for kind, array in (("images-idx3", part_images), ("labels-idx1", part_labels.numpy())):
+            raw = served / f"{prefix}-{kind}-ubyte"
+            write_idx(raw, array)
+            archive = raw.with_name(raw.name + ".gz")
+            archive.write_bytes(gzip.compress(raw.read_bytes()))
+            raw.unlink()
+            resources.append((archive.name, hashlib.md5(archive.read_bytes()).hexdigest()))
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.RequestHandlerClass.log_message = lambda *args: None  # keep the test output quiet
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_address[1]}/"])
+    monkeypatch.setattr(MNIST, "resources", resources)
+    yield images, labels
+    server.shutdown()
+
+
+def test_mnist_download_is_opt_in_and_fetches_from_the_mirror(tmp_path, mnist_server):
+    images, labels = mnist_server
+    root = tmp_path / "data"
+    with pytest.raises(FileNotFoundError, match="or download=True to fetch them"):
+        MNISTDataModule(str(root))
+    module = MNISTDataModule(str(root), as_images=True, download=True, val_fraction=0.1)
+    module.prepare_data()
+    raw = root / "MNIST" / "raw"
+    assert all((raw / name).is_file() for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    module.setup()
+    assert [len(getattr(module.splits, name)) for name in ("train", "val", "test")] == [3600, 400, 1000]
+    test_images, test_labels = module.splits.test.tensors
+    torch.testing.assert_close(test_images[:, 0], torch.from_numpy(images[4000:]).float() / 255)
+    assert torch.equal(test_labels, labels[4000:])
+    MNISTDataModule(str(root))  # the files are now local: the default (no download) finds them
+
+
+def test_mnist_download_failure_names_the_mirror(tmp_path, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # the discard port: nothing listens
+    module = MNISTDataModule(str(tmp_path), download=True)
+    with pytest.raises(
+        RuntimeError, match=r"(?s)Error downloading train-images-idx3-ubyte\.gz.*Tried http://127\.0\.0\.1:9/"
+    ):
+        module.prepare_data()
