@@ -49,8 +49,8 @@ def step_operand(weight: Tensor, batch: int) -> Tensor:
 
     MKL's small-batch GEMM (a GEMV at batch 1) reads a row-major right operand about twice as fast as the
     transposed view of W (B 1, H 128: 3.6 vs 7.1 µs, Intel Xeon), which at batch 1 is 5 % of an LSTM
-    forward+backward call, and the copy costs one op per call. At batch 64 the view was as fast or faster
-    in the whole LSTM kernel (on this Xeon and, in an earlier session, on an AMD EPYC), hence the bound.
+    forward+backward call, and the copy costs one op per call. At batch 64 the view is as fast or faster
+    in the whole LSTM kernel (on an Intel Xeon and on an AMD EPYC), hence the bound.
     """
     return weight.t().contiguous() if batch <= SMALL_BATCH else weight.t()
 

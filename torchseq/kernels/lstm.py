@@ -13,7 +13,7 @@ The kernel keeps the gates in the order **o, i, f, g** (torch's i, f, g, o rolle
 rows of the weights are reordered (small copies, differentiated by autograd), never the (T, B, 4H)
 activations.
 
-Backward (FORMULAS.md, "Backpropagation through time for the LSTM"), per step going back, with
+Backward (derived in docs/bptt.md, "LSTM"), per step going back, with
 dm_t the gradient at o ⊙ tanh(c_t) (dh_t itself without a projection, dh_t W_hr with one):
 
     dc_t += dm_t ⊙ o ⊙ (1 − tanh² c_t)
