@@ -105,6 +105,8 @@ def check_lengths(lengths: Any, *, batch_size: int, steps: int) -> Tensor:
             f"lengths: expected shape ({batch_size},) (one per sequence), got {tuple(lengths.shape)}"
         )
     lengths = lengths.to("cpu", torch.int64)
+    if torch.compiler.is_compiling():  # traced for export or compile: the values are not known yet
+        return lengths
     low, high = int(lengths.min()), int(lengths.max())
     if low < 1 or high > steps:
         raise ValueError(f"lengths: expected every length in [1, T={steps}], got min {low} and max {high}")

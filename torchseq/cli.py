@@ -218,6 +218,7 @@ TOOLS = {
     "attack": "torchseq.tools.attack",                    # robust accuracy under FGSM / PGD
     "gradient-flow": "torchseq.tools.gradient_flow",      # ‖∂L/∂h_t‖ over t for RNN / LSTM / GRU
     "long-dependency": "torchseq.tools.long_dependency",  # the adding / copy grid
+    "export": "torchseq.tools.export",                    # a checkpoint's model as ONNX / ExportedProgram
 }
 
 

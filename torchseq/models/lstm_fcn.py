@@ -35,6 +35,10 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         """x (B, C, T), mask (B, T) boolean or None (every step real) → (B, C, T), zero where not mask."""
         if mask is None:
             return super().forward(x)
+        if not self.training and self.running_mean is not None:
+            # Running statistics: each step is normalised alone, so padding cannot reach the real steps
+            # (and no data-dependent shape: the form torch.export and ONNX can trace).
+            return super().forward(x).masked_fill(~mask.unsqueeze(1), 0.0)
         steps = x.transpose(1, 2)                                        # (B, T, C)
         normalized = super().forward(steps[mask])                        # (N_real, C)
         return steps.new_zeros(steps.shape).index_put((mask,), normalized).transpose(1, 2)
