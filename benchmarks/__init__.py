@@ -1,5 +1,5 @@
 """Custom (explicit-formula) vs fused (oneDNN/native, cuDNN) recurrent layers: timing, memory, GEMM floor.
 
 Run ``python -m benchmarks.run --quick`` (CPU subset) or ``python -m benchmarks.run --device cuda``;
-see the README section "Benchmarks".
+see docs/benchmarks.md.
 """

@@ -3,7 +3,7 @@
 ::
 
     python experiments/sweep.py experiments/gunpoint_*.yaml --seeds 0 1 2 --jobs 8 \\
-        --table runs/sweep/results.md --update-doc README.md -- --trainer.accelerator gpu
+        --table runs/sweep/results.md --update-doc docs/classification.md -- --trainer.accelerator gpu
 
 Each run is a separate process (``python -m torchseq.cli fit --config X --seed_everything S``) whose
 output goes to ``<runs-dir>/<experiment>/seed_<S>/`` — its checkpoints, ``metrics.csv``, plots and

@@ -31,7 +31,7 @@ from torchseq.compat import named_torch_parameters
 from torchseq.kernels import kernels_enabled
 from torchseq.recurrent import RecurrentLayers
 
-#: Largest difference allowed between the implementations, per dtype (the issue's promise).
+#: Largest difference allowed between the implementations, per dtype (the project's promise).
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 #: ...except against cuDNN in float32, whose tanh and sigmoid are approximations (its ReLU RNN agrees to
 #: 1e-5). Measured on an H100 (torch 2.11, cuDNN 9.19, TF32 off): cuDNN's outputs and gradients lie up to

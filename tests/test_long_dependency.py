@@ -81,5 +81,5 @@ def test_errors_are_clear() -> None:
         Grid({"adding": task}, only_tasks=["copy"])
     with pytest.raises(FileNotFoundError, match=r"tasks\.adding\.config: no such file 'missing\.yaml'"):
         Grid({"adding": GridTask("missing.yaml", task.solved)})
-    with pytest.raises(ValueError, match="jobs, threads: expected positive ints, got 0, 1"):
+    with pytest.raises(ValueError, match="jobs: expected a positive int, got 0"):
         Grid({"adding": task}, jobs=0)

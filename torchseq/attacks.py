@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice
+from torchseq.checks import check_choice, check_positive_int
+from torchseq.masks import lengths_mask
+from torchseq.modes import evaluating
 
 NORMS = ("linf", "l2")
 METHODS = ("fgsm", "pgd")
@@ -89,8 +91,7 @@ class Attack:
     def __post_init__(self) -> None:
         check_choice("method", self.method, METHODS)
         check_choice("norm", self.norm, NORMS)
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps: expected a positive int, got {self.steps!r}")
+        check_positive_int("steps", self.steps)
         if self.step_size is not None and not self.step_size > 0:
             raise ValueError(f"step_size: expected a positive fraction of epsilon, got {self.step_size!r}")
         if self.bounds is not None:
@@ -130,7 +131,7 @@ class Attack:
         alpha = epsilon * (self.step_size if self.step_size is not None else 2.5 / self.steps)
         delta = random_in_ball(x, epsilon, self.norm, generator) if self.random_start else torch.zeros_like(x)
         delta = self._admissible(x, delta * mask, epsilon)
-        with _evaluating(model), torch.enable_grad():
+        with _attacking(model):
             for _ in range(self.steps):
                 delta.requires_grad_(True)
                 logits = model(x + delta) if lengths is None else model(x + delta, lengths)
@@ -152,24 +153,16 @@ def _real_steps(x: Tensor, lengths: Tensor | None) -> Tensor:
     """1 where an input entry may be perturbed, 0 on padding past each sequence's length."""
     if lengths is None:
         return torch.ones_like(x)
-    steps = torch.arange(x.shape[1], device=x.device)
-    mask = (steps.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).to(x.dtype)   # (B, T)
+    mask = lengths_mask(lengths, x.shape[1], x.device).to(x.dtype)                 # (B, T)
     return mask.view(*mask.shape, *([1] * (x.dim() - 2))).expand_as(x)
 
 
 @contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, fixed batch-norm statistics) for the attack, the caller's mode after.
-
-    cuDNN's fused RNN kernels have no backward in eval mode, so cuDNN is off meanwhile.
-    """
-    training = model.training
-    model.eval()
-    try:
-        with torch.backends.cudnn.flags(enabled=False):
-            yield
-    finally:
-        model.train(training)
+def _attacking(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode with gradients on; cuDNN's fused RNN kernels have no backward in eval mode,
+    so cuDNN is off meanwhile."""
+    with evaluating(model, gradients=True), torch.backends.cudnn.flags(enabled=False):
+        yield
 
 
 # -- robustness curves ------------------------------------------------------------------------------
@@ -196,7 +189,7 @@ def robust_accuracy(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     correct, total = dict.fromkeys(epsilons, 0), 0
-    with _evaluating(model):
+    with _attacking(model):
         for batch in batches:
             x, y, *rest = batch
             x, y = x.to(device), y.to(device)

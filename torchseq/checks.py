@@ -6,7 +6,7 @@ our door rather than deep inside a kernel, or worse, silently broadcasts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -35,6 +35,18 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_data_sizes(owner: str, sizes: Mapping[str, Any], datamodule: Any, prefix: str = "") -> None:
+    """Every size ``owner`` was made for (``input_size``, ``num_classes``…) must be the one the data
+    module provides, where it provides one: a model built for other data fails before training."""
+    for name, ours in sizes.items():
+        theirs = getattr(datamodule, name, None)
+        if theirs is not None and theirs != ours:
+            raise ValueError(
+                f"{prefix}{name}: {owner} for {name}={ours}, but the data module "
+                f"{type(datamodule).__name__} provides {name}={theirs}"
+            )
 
 
 def check_tensor_like(name: str, tensor: Any, reference: Tensor) -> None:

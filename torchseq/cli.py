@@ -60,6 +60,7 @@ from rich.console import Console
 
 from torchseq.callbacks import MetricsSummary, RNGState, TrainingCurves, render_summary
 from torchseq.callbacks.history import run_dir
+from torchseq.checks import check_data_sizes
 
 DATA_ATTRIBUTES = ("input_size", "num_classes", "sequence_length", "image_shape")
 RUNS_DIR = "runs"
@@ -122,14 +123,11 @@ class TorchseqCLI(LightningCLI):
         except (ValueError, TypeError, OSError) as error:
             cause = root_cause(error)
             raise ConfigurationError(f"cannot build the config: {type(cause).__name__}: {cause}") from error
-        for name, value in configured.items():
-            provided = getattr(self.datamodule, name, None)
-            if provided is not None and provided != value:
-                raise ConfigurationError(
-                    f"model.init_args.{name}: the model is configured (by the config or the checkpoint's "
-                    f"hyperparameters) for {name}={value}, but the data module "
-                    f"{type(self.datamodule).__name__} provides {name}={provided}"
-                )
+        try:
+            check_data_sizes("the model is configured (by the config or the checkpoint's hyperparameters)",
+                             configured, self.datamodule, prefix="model.init_args.")
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
         drop_skipped_links(self.model)
         summary = self.summary_callback
         if summary is not None:

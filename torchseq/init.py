@@ -18,23 +18,21 @@ orthonormal, i.e. the columns of our (G·H, H) ``weight_hh`` — again what ``or
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import nn
 
+from torchseq.checks import check_choice
+
 INIT_SCHEMES = ("torch", "xavier", "keras")
-
-
-def check_init_name(init: str) -> str:
-    if init not in INIT_SCHEMES:
-        raise ValueError(f"init: expected one of {INIT_SCHEMES}, got {init!r}")
-    return init
+check_init_name = partial(check_choice, "init", allowed=INIT_SCHEMES)
 
 
 @torch.no_grad()
 def initialise_cell_(cell: nn.Module, init: str) -> None:
     """Initialise ``cell``'s parameters in place with the named scheme."""
-    check_init_name(init)
+    check_choice("init", init, INIT_SCHEMES)
     hidden_size: int = cell.hidden_size  # type: ignore[assignment]
     if init == "torch":
         bound = 1.0 / math.sqrt(hidden_size)

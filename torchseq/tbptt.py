@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice
+from torchseq.checks import check_choice, check_positive_int
 from torchseq.recurrent import RecurrentLayers
 
 CLIP_ALGORITHMS = ("norm", "value")
@@ -73,8 +73,7 @@ class TruncatedBPTT:
     gradient_clip_algorithm: str = "norm"
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps: expected a positive int (timesteps per chunk), got {self.steps!r}")
+        check_positive_int("steps", self.steps)
         if self.gradient_clip_val is not None and not self.gradient_clip_val > 0:
             raise ValueError(f"gradient_clip_val: expected a positive number or None, got "
                              f"{self.gradient_clip_val!r}")

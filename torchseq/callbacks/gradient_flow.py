@@ -17,11 +17,12 @@ import math
 from typing import Any
 
 import lightning as L
-import torch
 from torch import Tensor
 
 from torchseq.callbacks.history import run_dir
+from torchseq.checks import check_positive_int
 from torchseq.diagnostics import decay_ratio, plot_gradient_flow, recording_states, state_gradient_norms
+from torchseq.modes import evaluating
 from torchseq.tasks.supervised import split_batch
 
 
@@ -31,8 +32,7 @@ class GradientFlowPlot(L.Callback):
     file_name = "gradient_flow.png"
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs: expected a positive int, got {every_n_epochs!r}")
+        check_positive_int("every_n_epochs", every_n_epochs)
         self.every_n_epochs = every_n_epochs
         self.curves: dict[int, dict[str, Tensor]] = {}   # epoch → {cell → (T,) norms}
         self._batch: Any = None
@@ -60,11 +60,7 @@ class GradientFlowPlot(L.Callback):
     def measure(pl_module: L.LightningModule, batch: Any) -> dict[str, Tensor]:
         """‖∂L/∂h_t‖ of every cell on ``batch``, in eval mode (no dropout), the module's mode after."""
         x, y, lengths = split_batch(batch)
-        training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.enable_grad(), recording_states(pl_module) as states:
-                loss = pl_module.loss(pl_module(x, lengths), y)
-            return {name: curve.detach().cpu() for name, curve in state_gradient_norms(loss, states).items()}
-        finally:
-            pl_module.train(training)
+        with evaluating(pl_module, gradients=True), recording_states(pl_module) as states:
+            loss = pl_module.loss(pl_module(x, lengths), y)
+            norms = state_gradient_norms(loss, states)
+        return {name: curve.detach().cpu() for name, curve in norms.items()}

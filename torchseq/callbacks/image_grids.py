@@ -14,8 +14,6 @@ with ``torchvision.utils.save_image``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from torchseq.callbacks.history import run_dir
+from torchseq.modes import evaluating
 
 
 def figure_path(trainer: L.Trainer, folder: str, epoch: int) -> Path:
@@ -32,18 +31,6 @@ def figure_path(trainer: L.Trainer, folder: str, epoch: int) -> Path:
     directory = run_dir(trainer) / folder
     directory.mkdir(parents=True, exist_ok=True)
     return directory / f"epoch_{epoch:03d}.png"
-
-
-@contextmanager
-def evaluating(module: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients for the duration; the previous mode is restored afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        module.train(was_training)
 
 
 def require_methods(pl_module: L.LightningModule, callback: L.Callback, *names: str) -> None:

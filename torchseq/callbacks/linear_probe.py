@@ -13,8 +13,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from torchseq.callbacks.image_grids import evaluating, require_methods
+from torchseq.callbacks.image_grids import require_methods
 from torchseq.metrics.linear_probe import linear_probe_accuracy
+from torchseq.modes import evaluating
 
 
 class LinearProbe(L.Callback):

@@ -18,6 +18,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import SequentialSampler
 
+from torchseq.checks import check_positive_int
 from torchseq.recurrent import RecurrentLayers
 
 
@@ -31,12 +32,7 @@ class StatefulTraining(L.Callback):
     """
 
     def __init__(self, reset_every_n_batches: int | None = None, reset_on_epoch_start: bool = True) -> None:
-        if reset_every_n_batches is not None and (
-            isinstance(reset_every_n_batches, bool) or not isinstance(reset_every_n_batches, int)
-            or reset_every_n_batches < 1
-        ):
-            raise ValueError(f"reset_every_n_batches: expected a positive int or None, got "
-                             f"{reset_every_n_batches!r}")
+        check_positive_int("reset_every_n_batches", reset_every_n_batches, optional=True)
         self.reset_every_n_batches = reset_every_n_batches
         self.reset_on_epoch_start = reset_on_epoch_start
         self.resets = 0                     # how many times the states were forgotten during training

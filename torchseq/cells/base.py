@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from torchseq.checks import check_positive_int
 from torchseq.init import initialise_cell_
 
 #: A cell's recurrent state: ``h`` for RNN/GRU, ``(h, c)`` for the LSTM.
@@ -31,6 +32,9 @@ class RecurrentCell(nn.Module):
     gates: tuple[str, ...] = ()
     #: Index of the forget gate in ``gates`` (LSTM only), used by the Keras initialisation.
     forget_gate_index: int | None = None
+    #: Whether a layer may run ``recur`` through the traced fast path (:mod:`torchseq.kernels.generic`)
+    #: when the cell has no hand-written kernel; False keeps the step-by-step autograd reference.
+    fast_path: bool = True
 
     def __init__(
         self,
@@ -45,9 +49,8 @@ class RecurrentCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
         factory = {"device": device, "dtype": dtype}
         stacked = len(self.gates) * hidden_size
         self.input_size = input_size

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from torchseq.data.base import check_positive_int
+from torchseq.checks import check_positive_int
 from torchseq.data.synthetic import SyntheticDataModule
 
 

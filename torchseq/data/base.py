@@ -18,6 +18,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from torchseq.checks import check_positive_int
 from torchseq.data.augment import Transform, TransformedInputs
 from torchseq.data.variable_length import pad_collate
 
@@ -27,12 +28,6 @@ class Splits:
     train: Dataset
     val: Dataset
     test: Dataset
-
-
-def check_positive_int(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer ≥ {minimum}, got {value!r}")
-    return value
 
 
 class EpochShuffle(Sampler[int]):

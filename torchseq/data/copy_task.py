@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn.functional import one_hot
 
-from torchseq.data.base import check_positive_int
+from torchseq.checks import check_positive_int
 from torchseq.data.synthetic import SyntheticDataModule
 
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from torchseq.checks import check_positive_int
+
 
 def check_fractions(**fractions: float) -> None:
     """Each named fraction lies in (0, 1) and together they leave a positive share for training."""
@@ -93,8 +95,7 @@ def fold_indices(
     shares, so for a given seed they are disjoint and together cover ``range(size)`` once: every item is
     held out in exactly one fold. ``fit`` is everything else.
     """
-    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"folds: expected an integer ≥ 2, got {folds!r}")
+    check_positive_int("folds", folds, minimum=2)
     if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
         raise ValueError(f"fold: expected an integer in [0, {folds - 1}] (folds={folds}), got {fold!r}")
     parts = split_indices(size, [1 / folds] * folds, seed, labels)

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from torchseq.data.base import SplitDataModule, Splits, check_positive_int
+from torchseq.checks import check_positive_int
+from torchseq.data.base import SplitDataModule, Splits
 
 SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from torchseq.checks import check_choice
 from torchseq.keras.masking import carry_last_output, lengths_from_mask
+from torchseq.masks import lengths_mask
 from torchseq.recurrent import GRU as CoreGRU
 from torchseq.recurrent import LSTM as CoreLSTM
 from torchseq.recurrent import RNN as CoreRNN
@@ -198,8 +199,7 @@ class KerasRecurrent(KerasLayer, nn.Module):
             return output
         steps = output.shape[1]
         lengths = torch.as_tensor(lengths).cpu()
-        valid = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)             # (B, T), time order
-        valid = valid.to(output.device)
+        valid = lengths_mask(lengths, steps, output.device)                         # (B, T), time order
         if self.core.go_backwards:
             in_time_order = reverse_padded(output.transpose(0, 1), lengths).transpose(0, 1)
             output, valid = in_time_order.flip(1), valid.flip(1)

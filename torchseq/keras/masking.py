@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from torchseq.checks import check_shape
+from torchseq.masks import lengths_mask
 
 
 # -- masks ---------------------------------------------------------------------------------------------
@@ -25,8 +26,7 @@ def lengths_from_mask(mask: Tensor, inputs: Tensor) -> Tensor:
     check_shape("mask", mask, tuple(inputs.shape[:2]))
     mask = mask.to(torch.bool)
     lengths = mask.sum(dim=1)                                                       # (B,)
-    steps = torch.arange(mask.shape[1], device=mask.device)
-    irregular = (mask != (steps < lengths.unsqueeze(1))).any(dim=1).nonzero().flatten()
+    irregular = (mask != lengths_mask(lengths, mask.shape[1])).any(dim=1).nonzero().flatten()
     if irregular.numel():
         raise ValueError(
             f"mask: expected each row True for its first steps and False after (trailing padding), "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from torchseq.checks import check_lengths, check_sequence_input
+from torchseq.checks import check_lengths, check_positive_int, check_sequence_input
 from torchseq.models.recurrent_encoder import RecurrentEncoder
 
 
@@ -25,8 +25,7 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_outputs: int, dropout: float = 0.0) -> None:
         super().__init__()
-        if not isinstance(num_outputs, int) or num_outputs < 1:
-            raise ValueError(f"num_outputs: expected a positive int, got {num_outputs!r}")
+        check_positive_int("num_outputs", num_outputs)
         self.input_size: int = encoder.input_size
         self.num_outputs = num_outputs
         self.encoder = encoder

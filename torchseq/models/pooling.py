@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from torchseq.masks import lengths_mask
+
 
 def valid_steps(lengths: Tensor | None, batch_size: int, steps: int, device: torch.device) -> Tensor:
     """(B, T) boolean mask, True where step t lies inside sequence b (all True when lengths is None)."""
     if lengths is None:
         return torch.ones(batch_size, steps, dtype=torch.bool, device=device)
-    return torch.arange(steps, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+    return lengths_mask(lengths, steps, device)
 
 
 def masked_mean(values: Tensor, lengths: Tensor | None) -> Tensor:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice
-from torchseq.recurrent import GRU, LSTM
-
-CELLS = {"lstm": LSTM, "gru": GRU}
+from torchseq.checks import check_choice, check_positive_int
+from torchseq.models.recurrent_encoder import CELLS
 
 
 class SequenceAutoencoder(nn.Module):
@@ -48,15 +46,10 @@ class SequenceAutoencoder(nn.Module):
         impl: str = "custom",
     ) -> None:
         super().__init__()
-        check_choice("cell", cell, tuple(CELLS))
-        for name, value in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("latent_dim", latent_dim),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        recurrent = CELLS[cell]
+        recurrent = CELLS[check_choice("cell", cell, ("lstm", "gru"))]
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("latent_dim", latent_dim)):
+            check_positive_int(name, value)
         self.input_size, self.latent_dim = input_size, latent_dim
         self.encoder = recurrent(input_size, hidden_size, num_layers, batch_first=True, impl=impl)
         self.to_code = nn.Linear(hidden_size, latent_dim)

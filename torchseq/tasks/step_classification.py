@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
+from torchseq.checks import check_positive_int
 from torchseq.tasks.supervised import ModelFactory, SupervisedSequenceTask
 from torchseq.tbptt import TruncatedBPTT
 
@@ -59,8 +60,7 @@ class StepClassification(SupervisedSequenceTask):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes: per-step classification needs at least 2 classes, got "
                              f"{num_classes!r}")
-        if answer_steps is not None and (not isinstance(answer_steps, int) or answer_steps < 1):
-            raise ValueError(f"answer_steps: expected a positive int or None, got {answer_steps!r}")
+        check_positive_int("answer_steps", answer_steps, optional=True)
         self.answer_steps = answer_steps  # read by make_metrics() during super().__init__
         super().__init__(model, input_size, num_outputs=num_classes, tbptt=tbptt)
 

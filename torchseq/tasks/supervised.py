@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
+from torchseq.checks import check_data_sizes
 from torchseq.tbptt import TruncatedBPTT
 
 ModelFactory = Callable[[int, int], nn.Module]
@@ -90,13 +91,8 @@ class SupervisedSequenceTask(L.LightningModule, ABC):
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None
-        for name, ours in (("input_size", self.input_size), ("num_classes", self.num_classes)):
-            theirs = getattr(datamodule, name, None)
-            if theirs is not None and theirs != ours:
-                raise ValueError(
-                    f"{name}: {type(self).__name__} was built for {name}={ours}, but the data module "
-                    f"{type(datamodule).__name__} provides {name}={theirs}"
-                )
+        sizes = {"input_size": self.input_size, "num_classes": self.num_classes}
+        check_data_sizes(f"{type(self).__name__} was built", sizes, datamodule)
 
     # -- steps -------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_index: int) -> dict[str, Tensor]:

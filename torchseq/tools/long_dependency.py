@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
+from torchseq.checks import check_positive_int
 from torchseq.tools.commands import override_arguments, settings_from_command_line
 
 CELL_KEY = "model.init_args.model.init_args.cell"
@@ -105,8 +106,8 @@ class Grid:
         for name, task in self.tasks.items():
             if not Path(task.config).is_file():
                 raise FileNotFoundError(f"tasks.{name}.config: no such file {task.config!r}")
-        if self.jobs < 1 or self.threads < 1:
-            raise ValueError(f"jobs, threads: expected positive ints, got {self.jobs}, {self.threads}")
+        check_positive_int("jobs", self.jobs)
+        check_positive_int("threads", self.threads)
 
     @property
     def points(self) -> list[Point]:
