@@ -9,7 +9,7 @@ import pytest
 from torchseq.cli import TorchseqCLI
 from torchseq.data import AnomalyDataModule, MNIST5kDataModule
 from torchseq.tasks.autoencoding import AnomalyAutoencoderTask, AutoencoderTask
-from torchseq.tasks.gan import GANTask
+from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -21,6 +21,7 @@ CONFIGS = {
     "vae": (VAETask, MNIST5kDataModule),
     "gan": (GANTask, MNIST5kDataModule),
     "dcgan": (GANTask, MNIST5kDataModule),
+    "conditional_dcgan": (ConditionalGANTask, MNIST5kDataModule),
 }
 
 

@@ -11,9 +11,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tests._tiny_generative import TinyImages, tiny_trainer
 from torchseq.callbacks.rng_state import RNGState
-from torchseq.models.gan import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from torchseq.models.gan import (
+    ConditionalDCGANDiscriminator,
+    ConditionalDCGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+)
 from torchseq.models.vae import VAE
-from torchseq.tasks.gan import GANTask
+from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
 
@@ -74,6 +81,11 @@ def test_losses_are_logged_and_finite(tmp_path) -> None:
 
 TASKS = {
     "gan": lambda: small_gan(2),
+    "conditional_gan": lambda: ConditionalGANTask(
+        partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
+        partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
+        num_classes=4,
+    ),
     "vae": lambda: VAETask(partial(VAE, latent_dim=2, hidden_sizes=(16,)), kl_warmup_steps=10),
 }
 

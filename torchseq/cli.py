@@ -217,6 +217,7 @@ TOOLS = {
     "gradient-flow": "torchseq.tools.gradient_flow",      # ‖∂L/∂h_t‖ over t for RNN / LSTM / GRU
     "long-dependency": "torchseq.tools.long_dependency",  # the adding / copy grid
     "export": "torchseq.tools.export",                    # a checkpoint's model as ONNX / ExportedProgram
+    "sample": "torchseq.tools.sample",                    # a PNG grid from a GAN / VAE checkpoint (--digit)
 }
 
 

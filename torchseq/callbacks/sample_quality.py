@@ -133,3 +133,61 @@ class SampleQuality(L.Callback):
             for chunk in images.split(self.batch_size):
                 coverage.update(self.features.logits(chunk))
         return coverage
+
+
+class ClassConditionalAccuracy(L.Callback):
+    """How often a class-conditional generator draws the digit it was asked for, judged by the classifier.
+
+    Each validation epoch (during fitting) logs ``val/conditional_accuracy``: the MNIST-5k classifier's
+    accuracy on ``per_class`` samples of every class, labelled with the class they were conditioned on.
+    After ``test`` it logs ``test/conditional_accuracy`` and ``test/conditional_accuracy_min`` (the
+    worst class), with fresh noise (``seed + 1``), and keeps the per-class figures in
+    :attr:`per_class_accuracy`. Needs ``pl_module.latent_dim``, ``pl_module.num_classes`` and
+    ``pl_module.sample(z, labels)`` (images in [0, 1]).
+    """
+
+    def __init__(
+        self,
+        feature_net_path: str = str(DEFAULT_PATH),
+        per_class: int = 100,
+        seed: int = 0,
+        batch_size: int = 500,
+    ) -> None:
+        if per_class < 1:
+            raise ValueError(f"per_class: expected a positive number of samples, got {per_class!r}")
+        self.feature_net_path, self.per_class = Path(feature_net_path), per_class
+        self.seed, self.batch_size = seed, batch_size
+        self.per_class_accuracy: list[float] = []
+        self.net: torch.nn.Module | None = None
+
+    def _accuracies(self, pl_module: L.LightningModule, seed: int) -> Tensor:
+        require_methods(pl_module, self, "latent_dim", "num_classes", "sample")
+        if self.net is None:
+            self.net, _ = load_or_train_feature_net(self.feature_net_path)
+        num_classes = pl_module.num_classes
+        labels = torch.arange(num_classes).repeat_interleave(self.per_class)
+        noise = torch.randn(len(labels), pl_module.latent_dim, generator=torch.Generator().manual_seed(seed))
+        correct = torch.zeros(num_classes)
+        with evaluating(pl_module):
+            for chunk, chunk_labels in zip(
+                noise.split(self.batch_size), labels.split(self.batch_size), strict=True
+            ):
+                images = pl_module.sample(chunk.to(pl_module.device), chunk_labels.to(pl_module.device)).cpu()
+                hits = (self.net(images).argmax(dim=1) == chunk_labels).float()
+                correct.index_add_(0, chunk_labels, hits)
+        return correct / self.per_class
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        pl_module.log("val/conditional_accuracy", float(self._accuracies(pl_module, self.seed).mean()))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        accuracies = self._accuracies(pl_module, self.seed + 1)
+        self.per_class_accuracy = accuracies.tolist()
+        pl_module.log_dict(
+            {
+                "test/conditional_accuracy": float(accuracies.mean()),
+                "test/conditional_accuracy_min": float(accuracies.min()),
+            }
+        )

@@ -287,3 +287,71 @@ def keras_param_count(module: nn.Module) -> int:
 def sample_noise(count: int, latent_dim: int, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal noise (count, latent_dim), the generators' input distribution."""
     return torch.randn(count, latent_dim, generator=generator)
+
+
+def check_labels(labels: Tensor, count: int, num_classes: int) -> None:
+    """Class labels (count,) int64 in 0..num_classes − 1, or a ValueError naming what came instead."""
+    if labels.shape != (count,) or labels.dtype != torch.int64:
+        raise ValueError(
+            f"labels: expected int64 labels of shape ({count},), got {labels.dtype} {tuple(labels.shape)}"
+        )
+    if count and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"labels: expected values in 0..{num_classes - 1}, got {int(labels.min())}..{int(labels.max())}"
+        )
+
+
+class ConditionalDCGANGenerator(DCGANGenerator):
+    """The DCGAN generator conditioned on a class: a learned embedding of the label joins the noise.
+
+    The network is :class:`DCGANGenerator`'s with ``latent_dim + embedding_dim`` inputs (as in the Keras
+    conditional-GAN examples); ``latent_dim`` stays the size of the noise alone.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_classes: int = 10,
+        latent_dim: int = 100,
+        embedding_dim: int = 50,
+        channels: Sequence[int] = (256, 128, 64),
+        negative_slope: float = 0.3,
+        output_activation: str = "tanh",
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes: expected at least 2 classes, got {num_classes!r}")
+        super().__init__(image_shape, latent_dim + embedding_dim, channels, negative_slope, output_activation)
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.embedding = nn.Embedding(num_classes, embedding_dim)
+
+    def forward(self, noise: Tensor, labels: Tensor) -> Tensor:  # type: ignore[override]
+        """Noise (B, latent_dim) and labels (B,) → images (B, C, H, W) of those classes."""
+        check_labels(labels, len(noise), self.num_classes)
+        return self.net(torch.cat([noise, self.embedding(labels)], dim=1))
+
+
+class ConditionalDCGANDiscriminator(DCGANDiscriminator):
+    """The DCGAN discriminator conditioned on a class: the label, embedded as one extra H×W channel.
+
+    A learned ``Embedding(num_classes, H·W)`` turns the label into an image-sized map stacked on the
+    input (the Keras conditional-GAN tutorial's choice), so D judges "a real image *of this class*".
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_classes: int = 10,
+        channels: Sequence[int] = (64, 128),
+        negative_slope: float = 0.3,
+        dropout: float = 0.3,
+    ) -> None:
+        in_channels, height, width = (int(size) for size in image_shape)
+        super().__init__((in_channels + 1, height, width), channels, negative_slope, dropout)
+        self.num_classes, self.grid = num_classes, (height, width)
+        self.label_map = nn.Embedding(num_classes, height * width)
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:  # type: ignore[override]
+        """Images (B, C, H, W) and labels (B,) → real-vs-fake logits (B,)."""
+        check_labels(labels, len(images), self.num_classes)
+        maps = self.label_map(labels).unflatten(1, (1, *self.grid))  # (B, 1, H, W)
+        return self.net(torch.cat([images, maps], dim=1)).squeeze(1)

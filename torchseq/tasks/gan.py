@@ -23,6 +23,7 @@ on held-out images, whose validation and test loops are also where
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import lightning as L
 import torch
@@ -78,9 +79,32 @@ class GANTask(L.LightningModule):
         """Noise (B, latent_dim) → generated images in the generator's output range."""
         return self.generator(noise)
 
-    def discriminator_loss(self, real: Tensor, fake: Tensor, stage: str) -> Tensor:
+    # -- what a conditional task overrides (unconditional: no labels, no extra random draws) ---------
+    def real_conditions(self, batch: Sequence[Tensor]) -> Tensor | None:
+        """What the real images are conditioned on (None: nothing)."""
+        return None
+
+    def fake_conditions(self, count: int) -> Tensor | None:
+        """What generated images are conditioned on (None: nothing)."""
+        return None
+
+    def generate(self, noise: Tensor, conditions: Tensor | None) -> Tensor:
+        return self.generator(noise)
+
+    def discriminate(self, images: Tensor, conditions: Tensor | None) -> Tensor:
+        return self.discriminator(images)
+
+    def discriminator_loss(
+        self,
+        real: Tensor,
+        fake: Tensor,
+        stage: str,
+        real_conditions: Tensor | None = None,
+        fake_conditions: Tensor | None = None,
+    ) -> Tensor:
         """½·[BCE(D(real), 1) + BCE(D(fake), 0)]; logs it and the mean probabilities D gives each half."""
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        real_logits = self.discriminate(real, real_conditions)
+        fake_logits = self.discriminate(fake, fake_conditions)
         loss = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
         training, batch_size = stage == "train", len(real)
         self.log(
@@ -97,9 +121,12 @@ class GANTask(L.LightningModule):
         real = self.generator.from_unit_interval(batch[0])  # (B, C, H, W) in the generator's range
         d_optimizer, g_optimizer = self.optimizers()
         batch_size = len(real)
+        real_conditions = self.real_conditions(batch)
 
         with self.toggled_optimizer(d_optimizer):
-            d_loss = self.discriminator_loss(real, self(self._noise(batch_size)).detach(), "train")
+            conditions = self.fake_conditions(batch_size)
+            fake = self.generate(self._noise(batch_size), conditions).detach()
+            d_loss = self.discriminator_loss(real, fake, "train", real_conditions, conditions)
             d_optimizer.zero_grad()
             self.manual_backward(d_loss)
             d_optimizer.step()
@@ -107,7 +134,9 @@ class GANTask(L.LightningModule):
 
         if self.d_steps % self.hparams.d_steps_per_g_step == 0:
             with self.toggled_optimizer(g_optimizer):
-                g_loss = _bce(self.discriminator(self(self._noise(batch_size))), 1.0)  # −log D(G(z))
+                conditions = self.fake_conditions(batch_size)
+                fake = self.generate(self._noise(batch_size), conditions)
+                g_loss = _bce(self.discriminate(fake, conditions), 1.0)  # −log D(G(z))
                 g_optimizer.zero_grad()
                 self.manual_backward(g_loss)
                 g_optimizer.step()
@@ -118,13 +147,17 @@ class GANTask(L.LightningModule):
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         """The discriminator on held-out real images and fresh samples (also gives callbacks a val loop)."""
-        real = self.generator.from_unit_interval(batch[0])
-        self.discriminator_loss(real, self(self._noise(len(real))), "val")
+        self._held_out_step(batch, "val")
 
     def test_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         """The discriminator on test images and fresh samples (also gives callbacks a test loop)."""
+        self._held_out_step(batch, "test")
+
+    def _held_out_step(self, batch: Sequence[Tensor], stage: str) -> None:
         real = self.generator.from_unit_interval(batch[0])
-        self.discriminator_loss(real, self(self._noise(len(real))), "test")
+        conditions = self.fake_conditions(len(real))
+        fake = self.generate(self._noise(len(real)), conditions)
+        self.discriminator_loss(real, fake, stage, self.real_conditions(batch), conditions)
 
     def _noise(self, count: int) -> Tensor:
         return torch.randn(count, self.latent_dim, device=self.device)
@@ -145,3 +178,65 @@ class GANTask(L.LightningModule):
 
 def _bce(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+class ConditionalGANTask(GANTask):
+    """A class-conditional GAN: G(z, y) draws a digit of class y, D(x, y) judges image and class together.
+
+    Real images come with their labels; generated ones get labels drawn uniformly at random. The networks
+    are built as ``generator(image_shape, num_classes)`` and ``discriminator(image_shape, num_classes)``
+    (:class:`~torchseq.models.gan.ConditionalDCGANGenerator`, ``ConditionalDCGANDiscriminator``).
+    :meth:`sample` without labels cycles through the classes (0, 1, …, 9, 0, …), so the callbacks that
+    call ``sample(z)`` see every class equally often.
+
+    Args:
+        num_classes: number of classes (linked from the data module by the CLI).
+        Others: as :class:`GANTask`.
+    """
+
+    def __init__(
+        self,
+        generator: Callable[[ImageShape, int], ImageGenerator],
+        discriminator: Callable[[ImageShape, int], nn.Module],
+        image_shape: ImageShape = (1, 28, 28),
+        num_classes: int = 10,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        d_steps_per_g_step: int = 1,
+    ) -> None:
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes: expected an int ≥ 2, got {num_classes!r}")
+        super().__init__(
+            partial(generator, num_classes=num_classes),
+            partial(discriminator, num_classes=num_classes),
+            image_shape,
+            lr,
+            betas,
+            d_steps_per_g_step,
+        )
+        self.save_hyperparameters()
+        self.num_classes = num_classes
+
+    def real_conditions(self, batch: Sequence[Tensor]) -> Tensor:
+        return batch[1]
+
+    def fake_conditions(self, count: int) -> Tensor:
+        return torch.randint(self.num_classes, (count,), device=self.device)
+
+    def generate(self, noise: Tensor, conditions: Tensor | None) -> Tensor:
+        return self.generator(noise, conditions)
+
+    def discriminate(self, images: Tensor, conditions: Tensor | None) -> Tensor:
+        return self.discriminator(images, conditions)
+
+    def forward(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Noise (B, latent_dim) and labels (B,) → generated images in the generator's output range."""
+        return self.generator(noise, self.cycled_labels(len(noise)) if labels is None else labels)
+
+    def cycled_labels(self, count: int) -> Tensor:
+        """0, 1, …, num_classes − 1, 0, 1, … (count,): every class equally often."""
+        return torch.arange(count, device=self.device) % self.num_classes
+
+    def sample(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images in [0, 1] of classes ``labels`` (default: cycling through the classes)."""
+        return self.generator.to_unit_interval(self(noise, labels))
