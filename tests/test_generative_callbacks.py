@@ -5,11 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 import lightning as L
+import pytest
 import torch
 from PIL import Image
 
 from tests._tiny_generative import TinyImages, tiny_trainer
-from torchseq.callbacks.image_grids import LatentInterpolation, ReconstructionGrid, SampleGrid
+from torchseq.callbacks.image_grids import LatentInterpolation, LatentManifold, ReconstructionGrid, SampleGrid
 from torchseq.callbacks.latent_scatter import LatentScatter, project_2d
 from torchseq.callbacks.sample_quality import SampleQuality
 from torchseq.metrics.mnist_features import MNISTFeatureNet
@@ -117,3 +118,19 @@ def test_sample_quality_measures_the_test_split_with_fresh_noise(tmp_path) -> No
         quality.test_noise, torch.randn(48, 2, generator=torch.Generator().manual_seed(6))
     )
     assert not torch.equal(quality.test_noise, quality.noise)
+
+
+def test_latent_manifold_decodes_a_quantile_grid_of_the_2d_prior(tmp_path) -> None:
+    manifold = LatentManifold(n=5, edge=0.1)
+    codes = manifold.codes()
+    quantile = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.9)))  # Φ⁻¹(0.9) ≈ 1.2816
+    torch.testing.assert_close(codes[0], torch.tensor([-quantile, quantile]))  # top left: z₁ low, z₂ high
+    torch.testing.assert_close(codes[-1], torch.tensor([quantile, -quantile]))  # bottom right
+    torch.testing.assert_close(codes[12], torch.zeros(2), atol=1e-6, rtol=0)  # the centre is the mean
+    L.seed_everything(0)
+    task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[manifold]).fit(task, TinyImages())
+    assert Image.open(tmp_path / "manifold" / "epoch_000.png").size == (5 * 28, 5 * 28)
+    wide = VAETask(partial(VAE, latent_dim=3, hidden_sizes=(8,)))
+    with pytest.raises(ValueError, match="LatentManifold: expected a 2-D latent space, got latent_dim=3"):
+        manifold.on_fit_start(tiny_trainer(tmp_path), wide)

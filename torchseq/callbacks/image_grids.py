@@ -192,3 +192,46 @@ class LatentInterpolation(_ValidationImages):
         weights = torch.linspace(0, 1, self.steps, device=codes.device)[None, :, None]  # (1, steps, 1)
         path = torch.lerp(codes[:, :1], codes[:, 1:], weights)  # (pairs, steps, latent)
         return pl_module.decode(path.flatten(0, 1)), self.steps
+
+
+class LatentManifold(L.Callback):
+    """The decoder's map of a 2-D latent space: an ``n``×``n`` grid of codes, decoded, as one image.
+
+    The codes sit at the Gaussian quantiles ``Φ⁻¹(p)`` for ``p`` evenly spaced in
+    [``edge``, 1 − ``edge``] on each axis, so the grid covers the prior N(0, I) where it has mass (the
+    Keras VAE example's figure); z₁ runs left to right, z₂ bottom to top. Written every
+    ``every_n_epochs`` training epochs to ``<run>/<folder>/epoch_NNN.png``. Needs ``pl_module.decode``
+    (images in [0, 1]) and ``pl_module.latent_dim == 2``.
+    """
+
+    def __init__(
+        self, n: int = 15, edge: float = 0.05, every_n_epochs: int = 1, folder: str = "manifold"
+    ) -> None:
+        if n < 2:
+            raise ValueError(f"n: expected at least 2 codes per axis, got {n!r}")
+        if not 0.0 < edge < 0.5:
+            raise ValueError(f"edge: expected a probability in (0, 0.5), got {edge!r}")
+        self.n, self.edge, self.every_n_epochs, self.folder = n, edge, every_n_epochs, folder
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        require_methods(pl_module, self, "decode", "latent_dim")
+        if pl_module.latent_dim != 2:
+            raise ValueError(
+                f"LatentManifold: expected a 2-D latent space, got latent_dim={pl_module.latent_dim}"
+            )
+
+    def codes(self) -> Tensor:
+        """(n·n, 2): row r of the grid holds z₂ = q[n − 1 − r], column c holds z₁ = q[c]."""
+        quantiles = torch.distributions.Normal(0.0, 1.0).icdf(
+            torch.linspace(self.edge, 1 - self.edge, self.n)
+        )
+        z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")
+        return torch.stack([z1, z2], dim=-1).reshape(-1, 2)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        with evaluating(pl_module):
+            images = pl_module.decode(self.codes().to(pl_module.device))
+        save_image(images.cpu(), figure_path(trainer, self.folder, epoch), nrow=self.n, padding=0)
