@@ -112,6 +112,7 @@ def test_sample_quality_measures_the_test_split_with_fresh_noise(tmp_path) -> No
     metrics = trainer.callback_metrics
     assert metrics["test/fd"] > metrics["test/fd_real_floor"] >= 0
     assert 0.0 <= metrics["test/min_class_share"] <= 1 / 10  # the rarest of 10 digits holds ≤ 1/10
+    assert metrics["test/nn_distance_real"] > 0 and metrics["test/nn_distance"] > 0  # no copies here
     assert metrics["test/class_coverage_real"] == quality.test_floor["test/class_coverage_real"]
     assert len(quality.test_noise) == len(data.parts["test"])  # as many samples as test images
     torch.testing.assert_close(

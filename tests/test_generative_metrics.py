@@ -95,3 +95,22 @@ def test_frozen_features_stay_in_eval_mode_without_gradients() -> None:
     assert features(images).shape == (2, features.num_features)
     assert features.logits(images).shape == (2, 10)
     assert parent.training
+
+
+def test_nearest_neighbour_distances_find_copies_and_measure_new_points() -> None:
+    from torchseq.metrics.memorisation import nearest_neighbour_distances
+
+    generator = torch.Generator().manual_seed(0)
+    training = torch.rand(50, 1, 4, 4, generator=generator)
+    copies = training[[3, 7, 7]]
+    assert nearest_neighbour_distances(copies, training).tolist() == [0.0, 0.0, 0.0]
+    shifted = training[:2].clone()
+    far = torch.full((1, 1, 4, 4), 10.0)
+    expected = (training.flatten(1).double() - 10.0).norm(dim=1).min()
+    torch.testing.assert_close(nearest_neighbour_distances(far, training, chunk=1)[0], expected)
+    shifted[0, 0, 0, 0] += 0.001  # a near copy: its distance is that nudge, if nothing is closer
+    assert nearest_neighbour_distances(shifted, training)[0] <= 0.001 + 1e-12
+    with pytest.raises(
+        ValueError, match=r"queries: expected images of shape \(1, 4, 4\) like the references"
+    ):
+        nearest_neighbour_distances(torch.rand(2, 16), training)

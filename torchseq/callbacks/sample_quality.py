@@ -18,6 +18,9 @@ a validation loop, and a datamodule with train and held-out loaders.
 At the end of ``test`` the same figures are logged as ``test/fd``, ``test/fd_real_floor`` (the test
 images), ``test/class_coverage`` (``_real``) and ``test/min_class_share`` (the rarest digit's share of
 the samples), from noise drawn with ``seed + 1``: not the noise validation selected the checkpoint on.
+``test/nn_distance`` and ``test/nn_distance_real`` are the median pixel-space distances from the samples
+and from the test images to their nearest training image (:mod:`torchseq.metrics.memorisation`): a
+sample median far below the real one would mean the generator copies training images.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torchseq.callbacks.image_grids import evaluating, require_methods
 from torchseq.checks import check_choice
 from torchseq.metrics.class_coverage import ClassCoverage
 from torchseq.metrics.frechet import FeatureFrechetDistance
+from torchseq.metrics.memorisation import nearest_neighbour_distances
 from torchseq.metrics.mnist_features import DEFAULT_PATH, FrozenFeatures, load_or_train_feature_net
 
 
@@ -77,6 +81,12 @@ class SampleQuality(L.Callback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test = self._prepare(trainer, pl_module, "test")
         self.test_floor = self._real_figures(test, "test")
+        self.train_images = torch.cat(
+            [images for images, *_ in trainer.datamodule.train_dataloader()]
+        ).float()
+        self.test_floor["test/nn_distance_real"] = float(
+            nearest_neighbour_distances(test, self.train_images).median()
+        )
         self.test_noise = self._noise(self.num_samples or len(test), pl_module.latent_dim, self.seed + 1)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -114,6 +124,9 @@ class SampleQuality(L.Callback):
         }
         if stage == "test":
             figures["test/min_class_share"] = float(counts.shares().min())
+            figures["test/nn_distance"] = float(
+                nearest_neighbour_distances(samples, self.train_images).median()
+            )
         return figures
 
     @staticmethod
