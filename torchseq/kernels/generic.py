@@ -1,0 +1,339 @@
+"""A fast path for any cell: its ``recur`` traced once into a forward and a backward step graph, run by
+TorchScript loops over the whole sequence, with no Python and no autograd bookkeeping per step.
+
+A cell without a hand-written kernel runs its ``recur`` step by step under autograd: every one of a
+dozen small ops a step pays Python, dispatch and graph recording, forward and again backward, which at
+small shapes is most of the time. Here, on a cell's first call with a given batch, dtype and device:
+
+1. AOTAutograd traces one step, ``new_state = recur(pre_t, state)`` with the parameters ``recur``
+   reads as inputs, into an ATen forward graph (which also returns what backward needs) and a backward
+   graph (the step's vector-Jacobian product), split by its default partitioner.
+2. Both graphs become TorchScript functions of one list of tensors; TorchScript loops
+   (:class:`ForwardLoop`, :class:`BackwardLoop`) run them over all timesteps, so a step is a run of
+   ATen calls from C++.
+3. The traced forward step is compared with ``recur`` once, on that first call; a cell the trace does
+   not reproduce, or whose step draws random numbers, keeps the step-by-step reference (with a warning).
+
+The input projection stays outside (``cell.input_projection`` for all timesteps, differentiated by
+autograd), as in the hand-written kernels. The step graphs depend on shapes other than the time
+dimension, so they are made per cell, batch size, dtype and device and kept on the cell; see
+:func:`prepare`. ``kernels_enabled(False)`` or ``cell.fast_path = False`` keeps the reference.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, fx, nn
+from torch.autograd.function import once_differentiable
+
+from torchseq.cells.base import RecurrentCell, State
+from torchseq.kernels.base import last_valid, needs_graph
+
+#: ATen ops that draw random numbers: a step with one of them has no deterministic trace to replay.
+RANDOM_OPS = ("bernoulli", "dropout", "rand", "normal", "multinomial", "uniform", "exponential")
+
+
+class StepGraphs(NamedTuple):
+    """One cell's traced step, for one batch size, dtype and device."""
+
+    forward: ForwardLoop
+    backward: BackwardLoop
+    parameter_names: tuple[str, ...]   # the parameters ``recur`` reads, in the graphs' input order
+    state_count: int                   # tensors in the state: 1 (h) or more ((h, c), …)
+    seconds: float                     # what tracing and scripting took
+
+
+class ForwardLoop(nn.Module):
+    """Runs the forward step graph over all timesteps; keeps each step's saved tensors when asked."""
+
+    def __init__(self, step: torch.jit.ScriptModule, state_count: int) -> None:
+        super().__init__()
+        self.step = step
+        self.state_count = state_count
+
+    def forward(
+        self, pre: Tensor, state: list[Tensor], parameters: list[Tensor], keep: bool
+    ) -> tuple[list[Tensor], list[list[Tensor]]]:
+        """pre (T, B, G), the initial state, the parameters → every state part stacked over time
+        ((T, B, ·) each) and, if ``keep``, each step's saved tensors."""
+        sequences: list[list[Tensor]] = [[] for _ in range(self.state_count)]
+        saved: list[list[Tensor]] = []
+        for pre_t in pre.unbind(0):
+            result = self.step([pre_t] + state + parameters)  # noqa: RUF005 (TorchScript has no list unpacking)
+            state = result[: self.state_count]
+            for k in range(self.state_count):
+                sequences[k].append(state[k])
+            if keep:
+                saved.append(result[self.state_count :])
+        return [torch.stack(part) for part in sequences], saved
+
+
+class BackwardLoop(nn.Module):
+    """Runs the backward step graph from the last step to the first, accumulating parameter gradients."""
+
+    def __init__(self, step: torch.jit.ScriptModule, state_count: int) -> None:
+        super().__init__()
+        self.step = step
+        self.state_count = state_count
+
+    def forward(
+        self, saved: list[list[Tensor]], d_sequences: list[Tensor], parameters: list[Tensor]
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Each step's saved tensors and the gradients of the stacked states → d pre (T, B, G), the
+        gradient of the initial state, and of each parameter."""
+        count = self.state_count
+        carried = [torch.zeros_like(d[0]) for d in d_sequences]
+        d_parameters = [torch.zeros_like(p) for p in parameters]
+        d_pre: list[Tensor] = []
+        for t in range(len(saved) - 1, -1, -1):
+            incoming = [d_sequences[k][t] + carried[k] for k in range(count)]  # this step's total dstate
+            result = self.step(saved[t] + incoming)
+            d_pre.append(result[0])
+            carried = result[1 : 1 + count]
+            for k in range(len(d_parameters)):
+                d_parameters[k].add_(result[1 + count + k])
+        d_pre.reverse()
+        return torch.stack(d_pre), carried, d_parameters
+
+
+# -- tracing ---------------------------------------------------------------------------------------
+class _Recur(nn.Module):
+    """``cell.recur`` as a module call on flat state tensors, so ``functional_call`` can swap in inputs."""
+
+    def __init__(self, cell: RecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, pre: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        new_state = self.cell.recur(pre, state if len(state) > 1 else state[0])
+        return tuple(new_state) if isinstance(new_state, tuple) else (new_state,)
+
+
+def flat_state(state: State) -> list[Tensor]:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def parameters_read_by_recur(cell: RecurrentCell, pre: Tensor, state: list[Tensor]) -> tuple[str, ...]:
+    """Names of the parameters ``recur`` depends on (weight_ih, read only by the input projection,
+    is not one of them)."""
+    named = dict(cell.named_parameters())
+    with torch.enable_grad():
+        new_state = [s for s in _Recur(cell)(pre, *state) if s.requires_grad]
+        if not new_state:
+            return ()  # recur reads no parameter (minGRU: its gates see only the projected input)
+        gradients = torch.autograd.grad(
+            [s.sum() for s in new_state], list(named.values()), allow_unused=True
+        )
+    return tuple(name for name, gradient in zip(named, gradients, strict=True) if gradient is not None)
+
+
+def list_signature(graph_module: fx.GraphModule) -> torch.jit.ScriptModule:
+    """An ATen graph of n tensor inputs as a TorchScript function of one list of n tensors returning a
+    list (the loops call any step with one signature); ``detach`` dropped (the loops record no graph)."""
+    graph = fx.Graph()
+    inputs = graph.placeholder("inputs", type_expr=list[Tensor])
+    env: dict[fx.Node, fx.Node] = {}
+    placeholders = 0
+    for node in graph_module.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = graph.call_function(operator.getitem, (inputs, placeholders))
+            placeholders += 1
+        elif node.op == "output":
+            graph.output([env[value] for value in node.args[0]], type_expr=list[Tensor])
+        elif node.target is torch.ops.aten.detach.default:
+            env[node] = env[node.args[0]]
+        else:
+            env[node] = graph.node_copy(node, lambda value: env[value])
+            if isinstance(node.target, torch._ops.OpOverload):
+                env[node].target = node.target.overloadpacket  # TorchScript picks the overload itself
+    return script(fx.GraphModule(graph_module, graph))
+
+
+def script(module: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script``, without its deprecation notice: TorchScript is what runs a loop of ATen calls
+    outside Python with no compiler at hand (``torch.compile`` pays tens of seconds a graph here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.jit.script(module)
+
+
+def plain_interpreter() -> torch.jit.optimized_execution:
+    """Run TorchScript without its profiling optimiser: on CPU it has nothing to fuse these graphs with,
+    yet re-profiles and recompiles them for seconds whenever an input's properties change."""
+    return torch.jit.optimized_execution(False)
+
+
+def draws_random_numbers(graph_module: fx.GraphModule) -> bool:
+    return any(
+        node.op == "call_function" and any(name in str(node.target) for name in RANDOM_OPS)
+        for node in graph_module.graph.nodes
+    )
+
+
+class Untraceable(Exception):
+    """The step cannot run on the fast path; the message says why."""
+
+
+def trace_step(cell: RecurrentCell, pre: Tensor, state: list[Tensor]) -> StepGraphs:
+    """Trace, check and script one step of ``cell`` for inputs shaped like ``pre`` (B, G) and ``state``."""
+    from torch._functorch.aot_autograd import aot_function
+    from torch._functorch.partitioners import default_partition
+
+    started = time.perf_counter()
+    pre, state = pre.detach(), [s.detach() for s in state]
+    names = parameters_read_by_recur(cell, pre, state)
+    named = dict(cell.named_parameters())
+    recur = _Recur(cell)
+
+    def step(pre: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        values = dict(zip((f"cell.{name}" for name in names), rest[len(state) :], strict=True))
+        return torch.func.functional_call(recur, values, (pre, *rest[: len(state)]))
+
+    graphs: dict[str, fx.GraphModule] = {}
+
+    def keep_graph(kind: str) -> Callable[[fx.GraphModule, object], fx.GraphModule]:
+        def compiler(graph_module: fx.GraphModule, example: object) -> fx.GraphModule:
+            graphs[kind] = graph_module
+            return graph_module
+        return compiler
+
+    traced = aot_function(
+        step, fw_compiler=keep_graph("forward"), bw_compiler=keep_graph("backward"),
+        partition_fn=default_partition,
+    )
+    inputs = [t.clone().requires_grad_() for t in (pre, *state, *(named[n].detach() for n in names))]
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # AOTAutograd's note on boxed calling conventions
+        outputs = traced(*inputs)
+        torch.autograd.backward(outputs, [torch.ones_like(o) for o in outputs])
+    if draws_random_numbers(graphs["forward"]):
+        raise Untraceable("recur draws random numbers")
+    forward_names = [node.name for node in graphs["forward"].graph.output_node().args[0]]
+    backward_inputs = [n.name for n in graphs["backward"].graph.nodes if n.op == "placeholder"]
+    saved_count = len(backward_inputs) - len(state)
+    if forward_names[len(state) :] != backward_inputs[:saved_count]:
+        raise Untraceable("the backward graph does not read the forward graph's saved tensors in order")
+    backward_outputs = graphs["backward"].graph.output_node().args[0]
+    if any(value is None for value in backward_outputs):
+        raise Untraceable("recur's output does not depend on every part of its input and state")
+
+    forward_step, backward_step = list_signature(graphs["forward"]), list_signature(graphs["backward"])
+    check_against_recur(cell, forward_step, pre, state, [named[n].detach() for n in names])
+    return StepGraphs(
+        script(ForwardLoop(forward_step, len(state))),
+        script(BackwardLoop(backward_step, len(state))),
+        names, len(state), time.perf_counter() - started,
+    )
+
+
+def check_against_recur(
+    cell: RecurrentCell, forward_step: torch.jit.ScriptModule, pre: Tensor, state: list[Tensor],
+    parameters: list[Tensor],
+) -> None:
+    """The scripted step must give ``recur``'s new state on the trace's own inputs (to rounding)."""
+    with torch.no_grad():
+        expected = _Recur(cell)(pre, *state)
+        got = forward_step([pre, *state, *parameters])[: len(state)]
+    for want, have in zip(expected, got, strict=True):
+        if want.shape != have.shape or not torch.allclose(want, have, rtol=1e-5, atol=1e-6):
+            raise Untraceable("the traced step differs from recur (Python control flow on values?)")
+
+
+# -- the cache and the kernel ----------------------------------------------------------------------------
+#: Step graphs by cell type, configuration (``repr``), mode, batch size, dtype, device and state shapes.
+_graphs: dict[tuple, StepGraphs | None] = {}
+#: Cells whose own ``recur`` has been compared with the shared graphs.
+_checked: weakref.WeakKeyDictionary[RecurrentCell, set[tuple]] = weakref.WeakKeyDictionary()
+
+
+def prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
+    """The step graphs of ``cell`` for input ``x`` (T, B, I), or None where the cell keeps the reference
+    (``cell.fast_path`` False, or the trace was refused: warned once).
+
+    Graphs take the parameters as inputs, so cells of one type and configuration share them: the cost
+    of tracing (about a second) is paid once per cell type, configuration, batch size, dtype and
+    device in a process. Each further cell's ``recur`` is still compared with the graphs once.
+    """
+    if not getattr(cell, "fast_path", True):
+        return None
+    state = [torch.randn_like(s) for s in flat_state(cell.initial_state(x.shape[1], x))]  # a check's example
+    key = (type(cell), repr(cell), cell.training, x.shape[1], x.dtype, x.device, *(s.shape for s in state))
+    pre = None
+    if key not in _graphs:
+        pre = cell.input_projection(x[0].detach()).detach()
+        try:
+            with torch.inference_mode(False):
+                _graphs[key] = trace_step(cell, pre, state)
+        except Exception as reason:  # any failure to trace or script the step keeps the reference
+            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=3)
+            _graphs[key] = None
+        _checked.setdefault(cell, set()).add(key)
+    graphs = _graphs[key]
+    if graphs is not None and key not in _checked.setdefault(cell, set()):
+        pre = cell.input_projection(x[0].detach()).detach()
+        named = dict(cell.named_parameters())
+        try:
+            check_against_recur(
+                cell, graphs.forward.step, pre, state, [named[n].detach() for n in graphs.parameter_names]
+            )
+        except Untraceable as reason:
+            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=3)
+            cell.fast_path = False
+            return None
+        _checked[cell].add(key)
+    return graphs
+
+
+def run_generic(
+    graphs: StepGraphs, cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None
+) -> tuple[Tensor, State]:
+    """x (T, B, I), the initial state → outputs (T, B, H_out) and the final state, as ``Unroll`` returns."""
+    pre = cell.input_projection(x)                                           # (T, B, G), under autograd
+    named = dict(cell.named_parameters())
+    parameters = [named[name] for name in graphs.parameter_names]
+    initial = flat_state(state)
+    if needs_graph(pre, *initial, *parameters):
+        sequences = GenericRecurrence.apply(graphs, pre, len(initial), *initial, *parameters)
+    else:
+        with torch.no_grad(), plain_interpreter():
+            sequences, _ = graphs.forward(pre, initial, parameters, False)
+    finals = tuple(last_valid(sequence, lengths) for sequence in sequences)
+    return cell.hidden(tuple(sequences)), finals if len(finals) > 1 else finals[0]
+
+
+class GenericRecurrence(torch.autograd.Function):
+    """(graphs, pre (T, B, G), state count, *initial state, *parameters) → each state part over time."""
+
+    @staticmethod
+    def forward(ctx, graphs, pre, state_count, *rest):
+        initial, parameters = list(rest[:state_count]), list(rest[state_count:])
+        with plain_interpreter():
+            sequences, saved = graphs.forward(pre, initial, parameters, True)
+        ctx.graphs, ctx.saved_steps, ctx.state_count = graphs, saved, state_count
+        ctx.save_for_backward(*parameters)
+        return tuple(sequences)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *d_sequences):
+        parameters = list(ctx.saved_tensors)
+        d_sequences = [torch.zeros_like(d) if d is None else d for d in d_sequences]
+        with plain_interpreter():
+            d_pre, d_initial, d_parameters = ctx.graphs.backward(ctx.saved_steps, d_sequences, parameters)
+        return None, d_pre, None, *d_initial, *d_parameters
+
+
+def run_parallel_scan(
+    cell: RecurrentCell, x: Tensor, state: Tensor, lengths: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """A cell with a ``parallel_scan`` (minGRU, minLSTM): every h_t at once, differentiated by autograd."""
+    outputs = cell.parallel_scan(cell.input_projection(x), state)          # (T, B, H)
+    return outputs, last_valid(outputs, lengths)
