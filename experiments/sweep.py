@@ -161,7 +161,7 @@ def results_table(runs: Sequence[Run], failed: Sequence[Run]) -> str:
     lines = []
     for task, experiments in sorted(by_task.items()):
         metrics = test_metric_names([s for summaries in experiments.values() for s in summaries])
-        regression = task == "Regression"
+        regression = task.removesuffix("Task") == "Regression"
         header = ["experiment", "seeds", *metrics, "best epoch", "fit min"]
         header += [f"steps to val/mse<{SOLVED_MSE}", "solved"] if regression else []
         selection = ("the checkpoint each config's `checkpoint.monitor` selected — a validation metric "

@@ -13,7 +13,7 @@ import yaml
 
 from torchseq.cli import TorchseqCLI, main
 from torchseq.data import DataFileError, find_package_file
-from torchseq.tasks import Classification
+from torchseq.tasks import ClassificationTask
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 OUR_EXPERIMENTS = sorted(
@@ -85,10 +85,10 @@ def test_data_attributes_are_linked_and_checkpoints_load_back(tmp_path) -> None:
     cli = run_cli("fit", "digits_lstm.yaml", tmp_path, *SMALL_MODEL)
     task, data = cli.model, cli.datamodule
     assert (task.input_size, task.num_classes) == (data.input_size, data.num_classes) == (8, 10)
-    assert "sequence_length" not in task.hparams  # linked, but Classification does not take it
+    assert "sequence_length" not in task.hparams  # linked, but ClassificationTask does not take it
 
     best = cli.trainer.checkpoint_callback.best_model_path
-    reloaded = Classification.load_from_checkpoint(best)
+    reloaded = ClassificationTask.load_from_checkpoint(best)
     weights = torch.load(best, weights_only=True)["state_dict"]
     for name, value in reloaded.state_dict().items():
         torch.testing.assert_close(value, weights[name])

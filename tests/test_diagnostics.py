@@ -21,7 +21,7 @@ from torchseq.diagnostics import (
     state_gradient_norms,
 )
 from torchseq.models import RecurrentClassifier
-from torchseq.tasks import Regression
+from torchseq.tasks import RegressionTask
 from torchseq.tools.gradient_flow import Condition, run_gradient_flow
 
 
@@ -123,7 +123,7 @@ def test_plot_writes_a_png(tmp_path) -> None:
 def test_the_callback_plots_one_curve_per_epoch_and_logs_the_ratio(tmp_path) -> None:
     data = AddingProblemDataModule(sequence_length=6, train_size=16, val_size=8, test_size=8, batch_size=8)
     torch.manual_seed(0)
-    task = Regression(partial(RecurrentClassifier, cell="gru", hidden_size=4, impl="fused"), input_size=2)
+    task = RegressionTask(partial(RecurrentClassifier, cell="gru", hidden_size=4, impl="fused"), input_size=2)
     callback = GradientFlowPlot()
     trainer = L.Trainer(max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",

@@ -10,7 +10,7 @@ import yaml
 
 from torchseq.cli import TorchseqCLI
 from torchseq.models.tagger import RecurrentTagger
-from torchseq.tasks.step_classification import StepAccuracy, StepClassification
+from torchseq.tasks.step_classification import StepAccuracy, StepClassificationTask
 
 
 def test_the_tagger_gives_logits_at_every_step_that_depend_only_on_the_past() -> None:
@@ -35,7 +35,7 @@ def test_step_accuracy_counts_all_steps_or_the_last_k() -> None:
 
 
 def test_the_loss_is_the_mean_cross_entropy_per_step() -> None:
-    task = StepClassification(partial(RecurrentTagger, hidden_size=4), input_size=3, num_classes=4)
+    task = StepClassificationTask(partial(RecurrentTagger, hidden_size=4), input_size=3, num_classes=4)
     output, target = torch.randn(2, 5, 4), torch.randint(0, 4, (2, 5))
     expected = torch.stack([torch.nn.functional.cross_entropy(output[:, t], target[:, t]) for t in range(5)])
     torch.testing.assert_close(task.loss(output, target), expected.mean())
@@ -46,7 +46,7 @@ def test_the_copy_task_trains_from_a_config(tmp_path) -> None:
         "seed_everything": 0, "trainer": {"max_epochs": 1, "enable_progress_bar": False,
                                           "default_root_dir": str(tmp_path), "logger": False},
         "checkpoint": {"dirpath": str(tmp_path / "checkpoints")},
-        "model": {"class_path": "torchseq.tasks.step_classification.StepClassification",
+        "model": {"class_path": "torchseq.tasks.StepClassificationTask",
                   "init_args": {"answer_steps": 3, "model": {
                       "class_path": "torchseq.models.tagger.RecurrentTagger",
                       "init_args": {"cell": "lstm", "hidden_size": 4}}}},
@@ -64,8 +64,8 @@ def test_the_copy_task_trains_from_a_config(tmp_path) -> None:
 def test_errors_are_clear() -> None:
     factory = partial(RecurrentTagger, hidden_size=4)
     with pytest.raises(ValueError, match="num_classes: per-step classification needs at least 2 classes"):
-        StepClassification(factory, input_size=3, num_classes=1)
+        StepClassificationTask(factory, input_size=3, num_classes=1)
     with pytest.raises(ValueError, match="answer_steps: expected a positive int or None, got 0"):
-        StepClassification(factory, input_size=3, num_classes=4, answer_steps=0)
+        StepClassificationTask(factory, input_size=3, num_classes=4, answer_steps=0)
     with pytest.raises(ValueError, match=r"cell: expected one of \('rnn', 'lstm', 'gru'\), got 'tcn'"):
         RecurrentTagger(3, 4, cell="tcn")

@@ -9,8 +9,9 @@ import pytest
 import torch
 from _tiny_data import TinySequenceData
 
+from torchseq import tasks
 from torchseq.models import LSTMFCN, RecurrentClassifier
-from torchseq.tasks import Classification, Regression
+from torchseq.tasks import ClassificationTask, RegressionTask
 
 SMALL_LSTM = partial(RecurrentClassifier, hidden_size=8)
 
@@ -34,7 +35,7 @@ def macro_f1(predicted: torch.Tensor, target: torch.Tensor, num_classes: int) ->
 def test_classification_learns_and_logs_its_metrics(tmp_path, variable_length: bool) -> None:
     L.seed_everything(0)
     data = TinySequenceData(size=240, variable_length=variable_length)
-    task = Classification(SMALL_LSTM, input_size=data.input_size, num_classes=data.num_classes)
+    task = ClassificationTask(SMALL_LSTM, input_size=data.input_size, num_classes=data.num_classes)
     fit = trainer(tmp_path, max_epochs=8)
     fit.fit(task, datamodule=data)
     logged = fit.callback_metrics
@@ -53,7 +54,7 @@ def test_lstm_fcn_classifies_variable_length_batches(tmp_path) -> None:
     L.seed_everything(0)
     data = TinySequenceData(size=240, variable_length=True)
     model = partial(LSTMFCN, hidden_size=8, channels=(16, 16, 16), dropout=0.2)
-    task = Classification(model, input_size=data.input_size, num_classes=data.num_classes)
+    task = ClassificationTask(model, input_size=data.input_size, num_classes=data.num_classes)
     fit = trainer(tmp_path, max_epochs=8)
     fit.fit(task, datamodule=data)
     assert fit.callback_metrics["val/acc"] >= 0.85
@@ -62,7 +63,7 @@ def test_lstm_fcn_classifies_variable_length_batches(tmp_path) -> None:
 def test_regression_logs_the_mse_of_its_predictions(tmp_path) -> None:
     L.seed_everything(0)
     data = TinySequenceData(regression=True)
-    task = Regression(partial(RecurrentClassifier, hidden_size=8, cell="gru"), input_size=data.input_size)
+    task = RegressionTask(partial(RecurrentClassifier, hidden_size=8, cell="gru"), input_size=data.input_size)
     fit = trainer(tmp_path, max_epochs=2)
     fit.fit(task, datamodule=data)
     assert {"train/loss_epoch", "train/mse", "val/mse", "val/mae"} <= set(fit.callback_metrics)
@@ -74,7 +75,7 @@ def test_regression_logs_the_mse_of_its_predictions(tmp_path) -> None:
 
 
 def test_task_without_optimizer_config_uses_adam_at_1e_3() -> None:
-    task = Classification(SMALL_LSTM, input_size=2, num_classes=3)
+    task = ClassificationTask(SMALL_LSTM, input_size=2, num_classes=3)
     optimizer = task.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == 1e-3
@@ -83,13 +84,13 @@ def test_task_without_optimizer_config_uses_adam_at_1e_3() -> None:
 @pytest.mark.parametrize(
     ("task", "data", "match"),
     [
-        (lambda: Classification(SMALL_LSTM, input_size=5, num_classes=2), TinySequenceData(input_size=3),
-         "input_size: Classification was built for input_size=5, but the data module TinySequenceData "
+        (lambda: ClassificationTask(SMALL_LSTM, input_size=5, num_classes=2), TinySequenceData(input_size=3),
+         "input_size: ClassificationTask was built for input_size=5, but the data module TinySequenceData "
          "provides input_size=3"),
-        (lambda: Classification(SMALL_LSTM, input_size=2, num_classes=4), TinySequenceData(),
-         "num_classes: Classification was built for num_classes=4, but .* provides num_classes=2"),
-        (lambda: Regression(SMALL_LSTM, input_size=2), TinySequenceData(),
-         "num_classes: Regression was built for num_classes=0, but .* provides num_classes=2"),
+        (lambda: ClassificationTask(SMALL_LSTM, input_size=2, num_classes=4), TinySequenceData(),
+         "num_classes: ClassificationTask was built for num_classes=4, but .* provides num_classes=2"),
+        (lambda: RegressionTask(SMALL_LSTM, input_size=2), TinySequenceData(),
+         "num_classes: RegressionTask was built for num_classes=0, but .* provides num_classes=2"),
     ],
     ids=["input_size", "num_classes", "regression_on_classes"],
 )
@@ -100,13 +101,23 @@ def test_task_and_data_that_disagree_fail_before_training(tmp_path, task, data, 
 
 def test_classification_needs_classes() -> None:
     with pytest.raises(ValueError, match=r"num_classes: classification needs at least 2 classes, got 0"):
-        Classification(SMALL_LSTM, input_size=2, num_classes=0)
+        ClassificationTask(SMALL_LSTM, input_size=2, num_classes=0)
 
 
 def test_batches_must_be_pairs_or_triples_with_the_right_target_dtype() -> None:
-    task = Classification(SMALL_LSTM, input_size=2, num_classes=2)
+    task = ClassificationTask(SMALL_LSTM, input_size=2, num_classes=2)
     x = torch.randn(4, 3, 2)
     with pytest.raises(ValueError, match=r"batch: expected \(x, y\) or \(x, y, lengths\), got a tuple of 4"):
         task.training_step((x, x, x, x), 0)
-    with pytest.raises(TypeError, match=r"batch: Classification expects targets of dtype torch.int64, got"):
+    with pytest.raises(TypeError, match=r"batch: ClassificationTask expects targets of dtype torch.int64"):
         task.training_step((x, torch.zeros(4)), 0)
+
+
+def test_the_short_task_names_still_resolve_for_old_configs() -> None:
+    # Configs and checkpoints written with the short names must keep building the same classes.
+    assert tasks.Classification is ClassificationTask
+    assert tasks.Regression is RegressionTask
+    assert tasks.StepClassification is tasks.StepClassificationTask
+    task = tasks.Classification(SMALL_LSTM, input_size=2, num_classes=3)
+    assert type(task).__name__ == "ClassificationTask"
+

@@ -18,8 +18,8 @@ import torchseq
 from torchseq.data import AddingProblemDataModule, CopyTaskDataModule, DigitsDataModule
 from torchseq.models import RecurrentClassifier
 from torchseq.models.tagger import RecurrentTagger
-from torchseq.tasks import Classification, Regression
-from torchseq.tasks.step_classification import StepClassification
+from torchseq.tasks import ClassificationTask, RegressionTask
+from torchseq.tasks.step_classification import StepClassificationTask
 from torchseq.tbptt import TruncatedBPTT, carrying_state
 
 STEPS, BATCH, FEATURES, HIDDEN, CLASSES = 12, 3, 2, 5, 4
@@ -248,7 +248,7 @@ def test_in_lightning_automatic_optimisation_is_refused() -> None:
 # -- the option on torchseq's sequence tasks ----------------------------------------------------------
 def task_pair(task_class, data, **options):
     """The same seeded task twice: with full BPTT and with ``TruncatedBPTT(**options)``."""
-    model = RecurrentTagger if task_class.__name__ == "StepClassification" else RecurrentClassifier
+    model = RecurrentTagger if task_class.__name__ == "StepClassificationTask" else RecurrentClassifier
     sizes = {"input_size": data.input_size} | ({"num_classes": data.num_classes} if data.num_classes else {})
     tasks = []
     for tbptt in (None, TruncatedBPTT(**options)):
@@ -265,13 +265,13 @@ def fit_steps(task: L.LightningModule, data, steps: int) -> None:
 
 def small_data(task_name: str):
     """A few small batches for each sequence task."""
-    if task_name == "Classification":
+    if task_name == "ClassificationTask":
         return DigitsDataModule(batch_size=64, val_fraction=0.05, test_fraction=0.9)  # 8 rows of 8 pixels
-    data_class = AddingProblemDataModule if task_name == "Regression" else CopyTaskDataModule
+    data_class = AddingProblemDataModule if task_name == "RegressionTask" else CopyTaskDataModule
     return data_class(sequence_length=8, train_size=16, val_size=8, test_size=8, batch_size=8)
 
 
-TASKS = {"Classification": Classification, "Regression": Regression, "StepClassification": StepClassification}
+TASKS = {task.__name__: task for task in (ClassificationTask, RegressionTask, StepClassificationTask)}
 
 
 @pytest.mark.parametrize("task_name", TASKS)
@@ -287,7 +287,7 @@ def test_the_tasks_tbptt_option_with_whole_sequence_chunks_equals_full_bptt(task
 def test_the_tasks_tbptt_option_steps_per_chunk_and_logs() -> None:
     data = CopyTaskDataModule(sequence_length=8, copy_length=2, train_size=16, val_size=8, test_size=8,
                               batch_size=8)                           # 12 steps: 3 chunks of 4
-    _, truncated = task_pair(StepClassification, data, steps=4)
+    _, truncated = task_pair(StepClassificationTask, data, steps=4)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
     trainer.fit(truncated, datamodule=data)
@@ -298,8 +298,8 @@ def test_the_tasks_tbptt_option_steps_per_chunk_and_logs() -> None:
 def test_classification_with_tbptt_steps_once_per_batch_through_the_last_chunk_only() -> None:
     """One label per sequence: only the last chunk has a loss, so one optimiser step a batch, and the
     gradient stops at the chunk boundary (the result differs from full BPTT's)."""
-    data = small_data("Classification")
-    full, truncated = task_pair(Classification, data, steps=3)  # 8 rows: chunks of 3, 3, 2
+    data = small_data("ClassificationTask")
+    full, truncated = task_pair(ClassificationTask, data, steps=3)  # 8 rows: chunks of 3, 3, 2
     fit_steps(full, data, 2)
     trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", limit_val_batches=0)
@@ -310,7 +310,7 @@ def test_classification_with_tbptt_steps_once_per_batch_through_the_last_chunk_o
 
 
 def test_the_tasks_tbptt_option_refuses_variable_lengths() -> None:
-    task = Regression(partial(RecurrentClassifier, hidden_size=4), input_size=2, tbptt=TruncatedBPTT(4))
+    task = RegressionTask(partial(RecurrentClassifier, hidden_size=4), input_size=2, tbptt=TruncatedBPTT(4))
     batch = (torch.randn(2, 6, 2), torch.randn(2), torch.tensor([6, 3]))
     with pytest.raises(ValueError, match=r"tbptt: truncated BPTT needs fixed-length batches"):
         task.training_step(batch, 0)

@@ -28,7 +28,7 @@ FIT_CONFIG = {
     "seed_everything": 0,
     "trainer": {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False,
                 "accelerator": "cpu"},
-    "model": {"class_path": "torchseq.tasks.Regression",
+    "model": {"class_path": "torchseq.tasks.RegressionTask",
               "init_args": {"model": {"class_path": "torchseq.models.RecurrentClassifier",
                                       "init_args": {"cell": "gru", "hidden_size": 4}}}},
     "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 1e-3}},

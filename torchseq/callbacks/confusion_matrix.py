@@ -17,7 +17,7 @@ class ConfusionMatrixPlot(L.Callback):
     """Write ``<run>/confusion_matrix.png`` (rows: true class, columns: predicted) after testing.
 
     Needs ``pl_module.num_classes`` and a ``test_step`` that returns ``{"output": logits, "target": y}``
-    (as :class:`torchseq.tasks.Classification` does). Class names come from the data module's
+    (as :class:`torchseq.tasks.ClassificationTask` does). Class names come from the data module's
     ``class_names`` when it has them. Under DDP every process counts its share and rank 0 draws the sum.
     """
 

@@ -1,4 +1,4 @@
-"""``Classification``: one class per sequence, cross-entropy, accuracy and macro-F1."""
+"""``ClassificationTask``: one class per sequence, cross-entropy, accuracy and macro-F1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torchseq.tasks.supervised import ModelFactory, SupervisedSequenceTask
 from torchseq.tbptt import TruncatedBPTT
 
 
-class Classification(SupervisedSequenceTask):
+class ClassificationTask(SupervisedSequenceTask):
     """Sequence classification: the model gives ``num_classes`` logits per sequence.
 
     Logs ``{stage}/loss`` (cross-entropy), ``{stage}/acc`` (accuracy over all sequences) and
@@ -35,7 +35,7 @@ class Classification(SupervisedSequenceTask):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(
                 f"num_classes: classification needs at least 2 classes, got {num_classes!r}"
-                + (" (0 means the data has regression targets: use torchseq.tasks.Regression)"
+                + (" (0 means the data has regression targets: use torchseq.tasks.RegressionTask)"
                    if num_classes == 0 else "")
             )
         super().__init__(model, input_size, num_outputs=num_classes, tbptt=tbptt)
@@ -55,3 +55,7 @@ class Classification(SupervisedSequenceTask):
 
     def predict(self, output: Tensor) -> Tensor:
         return output.argmax(dim=-1)
+
+
+#: The same class under its short name, which configs and checkpoints may still name.
+Classification = ClassificationTask

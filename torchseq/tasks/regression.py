@@ -1,4 +1,4 @@
-"""``Regression``: one real number per sequence (the adding problem), mean squared error."""
+"""``RegressionTask``: one real number per sequence (the adding problem), mean squared error."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torchseq.tasks.supervised import ModelFactory, SupervisedSequenceTask
 from torchseq.tbptt import TruncatedBPTT
 
 
-class Regression(SupervisedSequenceTask):
+class RegressionTask(SupervisedSequenceTask):
     """Sequence regression: the model gives one output per sequence, trained with mean squared error.
 
     Logs ``{stage}/loss`` and ``{stage}/mse`` (the same number: the loss averaged per batch, the metric
@@ -43,3 +43,7 @@ class Regression(SupervisedSequenceTask):
 
     def predict(self, output: Tensor) -> Tensor:
         return output
+
+
+#: The same class under its short name, which configs and checkpoints may still name.
+Regression = RegressionTask

@@ -1,4 +1,4 @@
-"""``StepClassification``: one class per *timestep* (the copy task), cross-entropy over every step.
+"""``StepClassificationTask``: one class per *timestep* (the copy task), cross-entropy over every step.
 
 Batches are ``(x (B, T, F), y (B, T))`` with int64 targets; the model gives logits (B, T, C). Logged:
 ``{stage}/loss`` (mean cross-entropy per step), ``{stage}/acc`` (accuracy over all steps) and, with
@@ -38,7 +38,7 @@ class StepAccuracy(Metric):
         return self.correct.float() / self.total
 
 
-class StepClassification(SupervisedSequenceTask):
+class StepClassificationTask(SupervisedSequenceTask):
     """Per-step classification: the model maps (B, T, F) to logits (B, T, num_classes).
 
     Args:
@@ -79,3 +79,7 @@ class StepClassification(SupervisedSequenceTask):
 
     def predict(self, output: Tensor) -> Tensor:
         return output.argmax(dim=-1)                                     # (B, T)
+
+
+#: The same class under its short name, which configs and checkpoints may still name.
+StepClassification = StepClassificationTask

@@ -69,7 +69,7 @@ def run_gradient_flow(
     Returns ``{condition: {cell: {"norms": [...], "ratio": h_1/h_T, "mse": loss on the batch}}}``.
     """
     from torchseq.models import RecurrentClassifier
-    from torchseq.tasks import Regression
+    from torchseq.tasks import RegressionTask
 
     if data.num_classes != 0:
         raise ValueError(f"data: expected a regression data module (num_classes=0), got "
@@ -81,7 +81,7 @@ def run_gradient_flow(
         results[condition.name] = {}
         for cell in cells:
             L.seed_everything(seed, verbose=False)
-            task = Regression(partial(RecurrentClassifier, cell=cell, hidden_size=hidden_size, impl=impl),
+            task = RegressionTask(partial(RecurrentClassifier, cell=cell, hidden_size=hidden_size, impl=impl),
                               input_size=data.input_size)
             scale_recurrent_weights_(task, condition.recurrent_scale)
             if condition.train_steps:
