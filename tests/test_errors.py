@@ -40,8 +40,6 @@ CALL_ERRORS = {
                        r"input: empty sequence \(T=0\) in shape \(0, 2, 3\); expected T ≥ 1"),
     "empty unbatched sequence": (torchseq.LSTM, lambda m: m(zeros(0, 3)), ValueError,
                                  r"input: empty sequence \(T=0\) in shape \(0, 3\)"),
-    "empty batch": (torchseq.RNN, lambda m: m(zeros(5, 0, 3)), ValueError,
-                    r"input: empty batch \(B=0\) in shape \(5, 0, 3\); expected B ≥ 1"),
     "hx shape": (torchseq.GRU, lambda m: m(x, zeros(1, 3, 4)), ValueError,
                  r"hx: expected shape \(1, 2, 4\), got \(1, 3, 4\)"),
     "hx missing layer dimension": (torchseq.GRU, lambda m: m(x, zeros(2, 4)), ValueError,

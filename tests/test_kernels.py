@@ -16,7 +16,7 @@ import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
 from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled, workspace
 from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
-from torchseq.kernels.lstm import LSTMRecurrence, kernel_order, run_lstm
+from torchseq.kernels.lstm import LSTMRecurrence, kernel_order
 from torchseq.kernels.rnn import RNNRecurrence
 
 F64 = {"dtype": torch.float64}
@@ -128,6 +128,14 @@ def test_gradcheck_with_frozen_weights(name: str) -> None:
     function, inputs = FUNCTIONS[name]()
     inputs = tuple(x.detach() if index in WEIGHTS[name] else x for index, x in enumerate(inputs))
     assert gradcheck(function.apply, inputs)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_batched_gradients(name: str) -> None:
+    """gradcheck's batched check runs the backward under vmap (as jacrev/hessian do): it must agree."""
+    torch.manual_seed(0)
+    function, inputs = FUNCTIONS[name]()
+    assert gradcheck(function.apply, inputs, check_batched_grad=True)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -283,10 +291,7 @@ def test_find_kernel_falls_back_where_it_must() -> None:
         pass
 
     cell = LSTMCell(3, 4)
-    subclass = PeepholeLSTMCell(3, 4)
-    assert find_kernel(subclass, torch.zeros(2, 1, 3)).func is not run_lstm  # the traced generic path
-    subclass.fast_path = False
-    assert find_kernel(subclass, torch.zeros(2, 1, 3)) is None
+    assert find_kernel(PeepholeLSTMCell(3, 4), torch.zeros(2, 1, 3)) is None
     assert find_kernel(cell.to(torch.bfloat16), torch.zeros(2, 1, 3, dtype=torch.bfloat16)) is None
     with kernels_enabled(False):
         assert not kernels_are_enabled()

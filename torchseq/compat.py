@@ -204,6 +204,7 @@ def run_fused(
 ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
     """Fused forward of x (T, B, I) with lengths (B,) or None; returns output (T, B, ·) and final states."""
     steps = x.shape[0]
+    lengths = None if x.shape[1] == 0 else lengths  # no sequence to pack: the empty batch as it is
     sequence = x if lengths is None else pack_padded_sequence(x, lengths, enforce_sorted=False)
     output, final = functional_call(module, tensors, (sequence, hx))
     if lengths is not None:

@@ -17,11 +17,27 @@ def needs_graph(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def functorch_is_active() -> bool:
+    """Whether a ``torch.func`` transform is running (its interpreter stack is not empty)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def backward_needs_a_graph(*grad_outputs: Tensor) -> bool:
+    """Whether a kernel's backward must be made of ordinary ops: autograd records it
+    (``create_graph=True``), or a vmap batches it (``torch.func``, or ``autograd.grad`` with
+    ``is_grads_batched=True`` as gradcheck's batched check), which a loop writing into preallocated
+    buffers cannot serve."""
+    functorch = torch._C._functorch
+    return torch.is_grad_enabled() or functorch_is_active() or any(
+        functorch.is_legacy_batchedtensor(g) or functorch.is_batchedtensor(g) for g in grad_outputs
+    )
+
+
 def differentiable_backward(
     ctx: Any, reference: Callable[..., Tensor | tuple[Tensor, ...]], inputs: tuple[Any, ...],
     grad_outputs: tuple[Tensor, ...],
 ) -> tuple[Tensor | None, ...]:
-    """The backward of a kernel's Function when autograd records it (``create_graph=True``).
+    """The backward of a kernel's Function when :func:`backward_needs_a_graph`.
 
     The hand-written loops produce numbers, not a graph, so a second derivative of them would be a
     constant. Here the ``reference`` recurrence (the kernel's formulas written with ordinary ops) is

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from torchseq.cells.gru import GRUCell
 from torchseq.kernels.base import (
+    backward_needs_a_graph,
     differentiable_backward,
     flat,
     folded_bias,
@@ -176,7 +177,7 @@ class GRURecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_hs):
         x, h0, weight_ih, bias, weight_hh, b_hn, hs, gates, ns = ctx.saved_tensors
-        if torch.is_grad_enabled():
+        if backward_needs_a_graph(d_hs):
             inputs = (x, h0, weight_ih, bias, weight_hh, b_hn)
             return differentiable_backward(ctx, gru_reference, inputs, (d_hs,))
         steps, batch, _, hidden = gates.shape
@@ -313,7 +314,7 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_hs):
         x, h0, weight_ih, bias, weight_hh, hs, gates, reset_hs = ctx.saved_tensors
-        if torch.is_grad_enabled():
+        if backward_needs_a_graph(d_hs):
             inputs = (x, h0, weight_ih, bias, weight_hh)
             return differentiable_backward(ctx, gru_reset_before_reference, inputs, (d_hs,))
         steps, batch, _, hidden = gates.shape

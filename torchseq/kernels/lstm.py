@@ -42,6 +42,7 @@ from torch.nn import functional as F
 
 from torchseq.cells.lstm import LSTMCell
 from torchseq.kernels.base import (
+    backward_needs_a_graph,
     differentiable_backward,
     flat,
     folded_bias,
@@ -165,7 +166,7 @@ class LSTMRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_hs, d_cs):
         x, h0, c0, weight_ih, bias, weight_hh, weight_hr, hs, cs, gates, tanh_cs, ms = ctx.saved_tensors
-        if torch.is_grad_enabled():
+        if backward_needs_a_graph(d_hs, d_cs):
             inputs = (x, h0, c0, weight_ih, bias, weight_hh, weight_hr)
             return differentiable_backward(ctx, lstm_reference, inputs, (d_hs, d_cs))
         steps, batch, _, hidden = gates.shape

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from torchseq.cells.rnn import RNNCell
 from torchseq.kernels.base import (
+    backward_needs_a_graph,
     differentiable_backward,
     folded_bias,
     input_side_gradients,
@@ -109,7 +110,7 @@ class RNNRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_hs):
         x, h0, weight_ih, bias, weight_hh, hs = ctx.saved_tensors
-        if torch.is_grad_enabled():
+        if backward_needs_a_graph(d_hs):
             inputs = (x, h0, weight_ih, bias, weight_hh, ctx.nonlinearity)
             return differentiable_backward(ctx, rnn_reference, inputs, (d_hs,))
         steps, batch, hidden = hs.shape

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchseq.checks import check_bool, check_choice, check_positive_int
+from torchseq.checks import IntOptionError, check_bool, check_choice, check_positive_int
 from torchseq.compat import TORCH_OPTIONS
 from torchseq.init import check_init_name
 from torchseq.recurrent.bidirectional import MERGE_MODES
@@ -18,6 +18,16 @@ IMPLS = ("custom", "fused")
 #: Options that can be changed on a built layer and take effect at its next call, as in ``torch.nn``;
 #: the others shape the parameters.
 MUTABLE_OPTIONS = ("batch_first", "dropout", "merge_mode", "go_backwards", "stateful", "check_finite", "impl")
+
+
+def check_size(name: str, value: Any) -> None:
+    """A positive int, refused with torch.nn's wording too (which code written for it may look for)."""
+    try:
+        check_positive_int(name, value)
+    except IntOptionError as error:
+        torch_wording = f"{name} must be greater than zero" if isinstance(value, int) else \
+            f"{name} should be of type int, got: {type(value).__name__}"
+        raise IntOptionError(f"{error} ({torch_wording})") from None
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class RecurrentConfig:
 
     def __post_init__(self) -> None:
         for name in ("input_size", "hidden_size", "num_layers"):
-            check_positive_int(name, getattr(self, name))
+            check_size(name, getattr(self, name))
         for name in ("bias", "batch_first", "bidirectional", "go_backwards", "stateful", "check_finite",
                      "recurrent_bias"):
             check_bool(name, getattr(self, name))

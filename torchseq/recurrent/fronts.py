@@ -24,6 +24,7 @@ from torch import nn
 
 from torchseq import compat
 from torchseq.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from torchseq.cells.rnn import NONLINEARITIES
 from torchseq.recurrent.layers import Recurrent
 
 
@@ -45,6 +46,10 @@ class TorchFront(Recurrent):
         cell_options: dict[str, Any],
         **options: Any,
     ) -> None:
+        if "proj_size" in options:  # torch.nn's wording too, which its users' code may look for
+            raise ValueError(f"proj_size: only the LSTM has a projection, got {options['proj_size']!r} for "
+                             f"{type(self).__name__} (proj_size argument is only supported for LSTM, not RNN "
+                             "or GRU)")
         super().__init__(
             self.cell_class, input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, **options, **cell_options,
@@ -98,6 +103,9 @@ class RNN(TorchFront):
         bidirectional: bool = False,
         **options: Any,
     ) -> None:
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity: expected one of {NONLINEARITIES}, got {nonlinearity!r} "
+                             f"(Unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'.)")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          {"nonlinearity": nonlinearity}, **options)
 

@@ -214,7 +214,7 @@ class Recurrent(nn.Module):
             name = f"hx[{index}]" if len(sizes) > 1 else "hx"
             check_tensor_like(name, state, like)
             expected = (*leading, size) if batched else (leading[0], size)
-            check_shape(name, state, expected)
+            check_shape(name, state, expected, "hidden" if len(sizes) == 1 else f"hidden[{index}]")
             checked.append(state if batched else state.unsqueeze(1))
         return tuple(checked)
 
