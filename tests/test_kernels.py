@@ -16,7 +16,7 @@ import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
 from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled, workspace
 from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
-from torchseq.kernels.lstm import LSTMRecurrence, kernel_order
+from torchseq.kernels.lstm import LSTMRecurrence, kernel_order, run_lstm
 from torchseq.kernels.rnn import RNNRecurrence
 
 F64 = {"dtype": torch.float64}
@@ -291,7 +291,10 @@ def test_find_kernel_falls_back_where_it_must() -> None:
         pass
 
     cell = LSTMCell(3, 4)
-    assert find_kernel(PeepholeLSTMCell(3, 4), torch.zeros(2, 1, 3)) is None
+    subclass = PeepholeLSTMCell(3, 4)
+    assert find_kernel(subclass, torch.zeros(2, 1, 3)).func is not run_lstm  # the traced generic path
+    subclass.fast_path = False
+    assert find_kernel(subclass, torch.zeros(2, 1, 3)) is None
     assert find_kernel(cell.to(torch.bfloat16), torch.zeros(2, 1, 3, dtype=torch.bfloat16)) is None
     with kernels_enabled(False):
         assert not kernels_are_enabled()

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from torchseq.cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, State
 from torchseq.kernels.base import functorch_is_active
+from torchseq.kernels.generic import prepare, run_generic, run_parallel_scan
 from torchseq.kernels.gru import run_gru
 from torchseq.kernels.lstm import run_lstm
 from torchseq.kernels.rnn import run_rnn
@@ -32,18 +33,30 @@ _enabled = True
 def find_kernel(cell: RecurrentCell, x: Tensor) -> Kernel | None:
     """The fast kernel for ``cell`` on input ``x``, or None where the step-by-step reference must run.
 
-    None when kernels are switched off, for cell types without a kernel (subclasses included), for
-    dtypes other than float32/float64, while ``torch.compile`` traces (it then sees the plain formulas,
-    which it can fuse, rather than a hand-written backward it cannot look into), and inside ``torch.func``
-    transforms (``grad``, ``vmap``, ``jacrev`` …), which cannot batch or trace a loop writing into
-    preallocated buffers. An empty batch (B = 0) takes the reference too, which returns empty results
-    with autograd intact.
+    Cell types without a hand-written kernel (subclasses included) get :func:`generic_kernel`. None
+    when kernels are switched off, for dtypes other than float32/float64, while ``torch.compile``
+    traces (it then sees the plain formulas, which it can fuse, rather than a hand-written backward it
+    cannot look into), and inside ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev`` …), which
+    cannot batch or trace a loop writing into preallocated buffers. An empty batch (B = 0) takes the
+    reference too, which returns empty results with autograd intact.
     """
-    run = KERNELS.get(type(cell))
-    if (not _enabled or run is None or x.dtype not in DTYPES or x.shape[1] == 0
-            or torch.compiler.is_compiling() or functorch_is_active()):
+    if (not _enabled or x.dtype not in DTYPES or x.shape[1] == 0 or torch.compiler.is_compiling()
+            or functorch_is_active()):
         return None
-    return partial(run, cell)
+    run = KERNELS.get(type(cell))
+    if run is not None:
+        return partial(run, cell)
+    return generic_kernel(cell, x)
+
+
+def generic_kernel(cell: RecurrentCell, x: Tensor) -> Kernel | None:
+    """For a cell without a hand-written kernel: its parallel scan while training, if it has one, else
+    its ``recur`` traced into TorchScript step graphs (:mod:`torchseq.kernels.generic`); None where
+    that trace is refused (``cell.fast_path = False``, random numbers in ``recur``, a failed check)."""
+    if cell.training and hasattr(cell, "parallel_scan"):
+        return partial(run_parallel_scan, cell)
+    graphs = prepare(cell, x)
+    return None if graphs is None else partial(run_generic, graphs, cell)
 
 
 def kernels_are_enabled() -> bool:
