@@ -145,6 +145,34 @@ def test_a_user_cell_exports_as_its_own_formula(tmp_path) -> None:
             assert_same_outputs(run_onnx(path, x), expected)
 
 
+ZOO = [getattr(torchseq.cells, name) for name in (
+    "LayerNormLSTMCell", "LayerNormGRUCell", "PeepholeLSTMCell", "IndRNNCell", "MinGRUCell", "MinLSTMCell",
+) if hasattr(torchseq.cells, name)]
+
+
+class Zoo(nn.Module):
+    """Every zoo cell as a layer, side by side over one input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers = (torchseq.Recurrent(cell, INPUT_SIZE, HIDDEN, batch_first=True) for cell in ZOO)
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, lengths=None):
+        return tuple(layer(x, lengths=lengths) for layer in self.layers)
+
+
+@pytest.mark.skipif(not ZOO, reason="no zoo cells in torchseq.cells")
+def test_the_zoo_cells_export_as_their_loops(tmp_path) -> None:
+    torch.manual_seed(5)
+    zoo = Zoo().eval()
+    path = export.onnx(zoo, EXAMPLE, tmp_path / "zoo.onnx")
+    assert [node.op_type for node in onnx_ops(path)].count("Scan") == len(ZOO)
+    x, lengths = SERVED[0]
+    with torch.no_grad():
+        assert_same_outputs(run_onnx(path, x, lengths), zoo(x, lengths))
+
+
 def test_the_classifier_and_the_lstm_fcn(tmp_path) -> None:
     torch.manual_seed(2)
     classifier = RecurrentClassifier(INPUT_SIZE, 4, hidden_size=HIDDEN, num_layers=2, cell="gru",

@@ -221,6 +221,17 @@ class FusedUnroll(Unroll):
         return output, [h]
 
 
+class _Recur(nn.Module):
+    """``cell.recur`` as a module's forward, for functional_call."""
+
+    def __init__(self, cell: RecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, projected_input: Tensor, state: State) -> State:
+        return self.cell.recur(projected_input, state)
+
+
 class ScanUnroll(Unroll):
     """An :class:`Unroll` whose loop over time is torch's ``scan`` operator: exported as a loop (ONNX
     ``Scan``) with any number of steps, running the cell's own ``recur``."""
@@ -237,8 +248,14 @@ class ScanUnroll(Unroll):
         projected = cell.input_projection(x)                                     # (T, B, G·H)
         mask = None if lengths is None else step_mask(lengths, x.shape[0], x.device)  # (T, B, 1)
 
+        recur = _Recur(cell)
+        # The loop body reads copies of the parameters: scan refuses a body whose inputs alias one
+        # another, as views of one parameter would (``p_i, p_f, p_o = self.weight_peephole``).
+        parameters = dict(recur.named_parameters())
+
         def step(previous: State, inputs: tuple[Tensor, ...]) -> tuple[State, Tensor]:
-            new = cell.recur(inputs[0], previous)
+            copies = {name: parameter.clone() for name, parameter in parameters.items()}
+            new = functional_call(recur, copies, (inputs[0], previous))
             new = new if mask is None else keep_where(inputs[1], new, previous)
             return new, cell.hidden(new).clone()  # scan's outputs may not alias its carried state
 
