@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
@@ -14,7 +15,8 @@ from torchseq.callbacks.history import run_dir
 
 
 class ConfusionMatrixPlot(L.Callback):
-    """Write ``<run>/confusion_matrix.png`` (rows: true class, columns: predicted) after testing.
+    """Write ``<run>/confusion_matrix.png`` (rows: true class, columns: predicted) after testing, and the
+    numbers it shows to ``<run>/confusion_matrix.json`` (``{"labels": …, "matrix": rows}``).
 
     Needs ``pl_module.num_classes`` and a ``test_step`` that returns ``{"output": logits, "target": y}``
     (as :class:`torchseq.tasks.ClassificationTask` does). Class names come from the data module's
@@ -22,6 +24,7 @@ class ConfusionMatrixPlot(L.Callback):
     """
 
     file_name = "confusion_matrix.png"
+    numbers_file_name = "confusion_matrix.json"
 
     def __init__(self, normalize: str | None = None) -> None:
         self.normalize = normalize  # None (counts), "true", "pred" or "all", as torchmetrics
@@ -60,4 +63,6 @@ class ConfusionMatrixPlot(L.Callback):
             path = run_dir(trainer) / self.file_name
             path.parent.mkdir(parents=True, exist_ok=True)
             figure.savefig(path, dpi=110)
+            numbers = {"labels": labels, "matrix": counts.cpu().tolist()}
+            path.with_name(self.numbers_file_name).write_text(json.dumps(numbers))
         self.matrix = None

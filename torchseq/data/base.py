@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torchseq.checks import check_positive_int
 from torchseq.data.augment import Transform, TransformedInputs
+from torchseq.data.distributed import evaluation_sampler
 from torchseq.data.variable_length import pad_collate
 
 
@@ -121,7 +122,7 @@ class SplitDataModule(L.LightningDataModule, ABC):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else None,
+            sampler=EpochShuffle(len(dataset), self.seed) if shuffle else evaluation_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=pad_collate if self.variable_length else None,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 
 from torchseq.checks import check_data_sizes
 from torchseq.tbptt import TruncatedBPTT
@@ -62,6 +62,9 @@ class SupervisedSequenceTask(L.LightningModule, ABC):
         self.train_metrics, self.val_metrics, self.test_metrics = (
             self.make_metrics().clone(prefix=f"{stage}/") for stage in STAGES
         )
+        # Evaluation losses as torchmetrics means, summed across DDP processes: exact for uneven shards,
+        # where Lightning's sync_dist mean floors the halved sample count (gloo).
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         # Truncated BPTT steps the optimiser once per chunk itself (see torchseq.tbptt).
         self.tbptt = tbptt
         self.automatic_optimization = tbptt is None
@@ -136,8 +139,13 @@ class SupervisedSequenceTask(L.LightningModule, ABC):
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics(output.detach(), y)
         training, batch_size = stage == "train", len(y)
-        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=batch_size)
+        if training:
+            self.log(f"{stage}/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
+                     batch_size=batch_size)
+        else:
+            mean_loss: MeanMetric = getattr(self, f"{stage}_loss")
+            mean_loss.update(loss.detach(), weight=batch_size)
+            self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=not training, batch_size=batch_size)
         return {"loss": loss, "output": output.detach(), "target": y}
 
