@@ -14,7 +14,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import torchseq
 from torchseq.cells import GRUCell, LSTMCell, RNNCell
-from torchseq.kernels import find_kernel, kernels_are_enabled, kernels_enabled, workspace
+from torchseq.kernels import base, find_kernel, kernels_are_enabled, kernels_enabled, workspace
 from torchseq.kernels.gru import GRURecurrence, GRUResetBeforeRecurrence
 from torchseq.kernels.lstm import LSTMRecurrence, kernel_order, run_lstm
 from torchseq.kernels.rnn import RNNRecurrence
@@ -321,3 +321,88 @@ def test_kernel_on_cuda_equals_the_cell_formulas(kind: str) -> None:
         reference = forward_and_gradients(layer, x, None, lengths)
     for ours, theirs in zip(with_kernel, reference, strict=True):
         assert (ours - theirs).abs().max().item() <= 1e-10
+
+
+# -- the loop levers: wide tanh, packed recurrent GEMM, one thread for small steps -----------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_wide_tanh_is_tanh(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2σ(2x) − 1, which wide steps use, is tanh to rounding, saturation included."""
+    monkeypatch.setattr(base, "WIDE_TANH", 0)
+    saturated = torch.tensor([-torch.inf, torch.inf], dtype=dtype)
+    x = torch.cat([torch.linspace(-30, 30, 10_001, dtype=dtype), saturated])
+    expected = torch.tanh(x)
+    tolerance = 4e-7 if dtype == torch.float32 else 1e-15
+    assert (base.tanh_(x.clone()) - expected).abs().max().item() <= tolerance
+    assert (base.tanh_into(x, out=torch.empty_like(x)) - expected).abs().max().item() <= tolerance
+    assert base.tanh_(x.clone())[-2:].tolist() == [-1.0, 1.0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("lever", ["wide_tanh", "one_thread"])
+def test_loop_levers_keep_the_kernel_equal_to_the_cell_formulas(
+    kind: str, lever: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each lever forced on for these small shapes: float64 results and gradients stay within 1e-10,
+    and the thread count is back to what it was after the call."""
+    if lever == "wide_tanh":
+        monkeypatch.setattr(base, "WIDE_TANH", 0)
+    else:
+        monkeypatch.setattr(base, "SINGLE_THREAD_MACS", 1 << 40)
+    threads = torch.get_num_threads()
+    torch.manual_seed(8)
+    layer = KINDS[kind](num_layers=2, bidirectional=True)
+    x, lengths = tensor(6, 3, 4), torch.tensor([6, 2, 4])
+    with_kernel = forward_and_gradients(layer, x, None, lengths)
+    assert torch.get_num_threads() == threads
+    with kernels_enabled(False):
+        reference = forward_and_gradients(layer, x, None, lengths)
+    for ours, theirs in zip(with_kernel, reference, strict=True):
+        assert (ours - theirs).abs().max().item() <= 1e-10
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN (mkldnn)")
+@pytest.mark.parametrize("kind", KINDS)
+def test_packed_recurrent_gemm_equals_the_cell_formulas_in_float32(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oneDNN's packed GEMM, forced on for a small float32 layer (it is taken from H = 512), forward and
+    backward: results and gradients within float32 rounding of the step-by-step formulas."""
+    monkeypatch.setattr(base, "PACKED_ELEMENTS", 0)
+    monkeypatch.setattr(base, "PACKED_STEPS", 0)
+    packed = []
+    original_init = base.RecurrentProduct.__init__
+
+    def spy(self, weight, batch, steps):
+        original_init(self, weight, batch, steps)
+        packed.append(self.packed is not None)
+
+    monkeypatch.setattr(base.RecurrentProduct, "__init__", spy)
+    torch.manual_seed(9)
+    layer = KINDS[kind](bidirectional=True).float()
+    x = torch.randn(12, 3, 4, requires_grad=True)
+    output, _ = layer(x)
+    output.square().mean().backward()
+    gradients = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]
+    assert packed and all(packed)
+    x.grad = None
+    layer.zero_grad()
+    with kernels_enabled(False):
+        expected, _ = layer(x)
+        expected.square().mean().backward()
+    torch.testing.assert_close(output, expected, rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(gradients, [x.grad, *(p.grad for p in layer.parameters())], strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_loop_threads_restores_the_thread_count_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"), base.loop_threads(step_macs=1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+        with base.loop_threads(step_macs=base.SINGLE_THREAD_MACS + 1):
+            assert torch.get_num_threads() == 2                                     # a large step keeps both
+    finally:
+        torch.set_num_threads(threads)

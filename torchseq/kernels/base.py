@@ -1,9 +1,11 @@
-"""What the kernels share: when to build a graph, folded biases, shifted states, final states, and the
-differentiable backward that makes every kernel exact to any order."""
+"""What the kernels share: when to build a graph, the per-step GEMM, threads and tanh of the loops, folded
+biases, shifted states, final states, and the differentiable backward that makes every kernel exact to
+any order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -56,19 +58,85 @@ def differentiable_backward(
     return tuple(next(grads) if want else None for want in wanted)
 
 
-#: Batch sizes up to which the loop's recurrent GEMM gets Wᵀ as a contiguous copy (see step_operand).
+#: Batch sizes up to which the per-step GEMM reads Wᵀ from a contiguous copy (MKL's small-M GEMM reads
+#: a row-major right operand faster than a transposed view).
 SMALL_BATCH = 16
+#: Recurrent weights with at least this many elements (2 MB in float32: the GRU and LSTM at H = 512) go
+#: through oneDNN's packed GEMM: a weight past the L2 cache is read faster in oneDNN's blocked layout.
+PACKED_ELEMENTS = 1 << 19
+#: Fewest steps for which packing the weight (about one step's GEMM) pays off.
+PACKED_STEPS = 8
+#: Loops whose per-step GEMM has at most this many multiply-adds (B·G·H; the LSTM at B 16, H 64) run on
+#: one thread: a second thread cannot speed up a step that small, but waits for it at every op.
+SINGLE_THREAD_MACS = 1 << 18
+#: Tensors from this many elements get tanh as 2σ(2a) − 1: torch's CPU tanh is several times slower per
+#: element than its sigmoid, which outweighs three cheap extra ops once a step is this wide.
+WIDE_TANH = 8192
 
 
-def step_operand(weight: Tensor, batch: int) -> Tensor:
-    """Wᵀ for the loop's per-step ``h @ Wᵀ``: a contiguous copy for small batches, else a view.
+class RecurrentProduct:
+    """``rows @ weightᵀ`` for every step of a loop (W_hh h_{t-1} forward, dA W_hh backward), with the weight
+    laid out once per call the way a step's GEMM reads it fastest: oneDNN's packed layout for a large
+    float32 weight, a contiguous Wᵀ for a small batch, else the transposed view."""
 
-    MKL's small-batch GEMM (a GEMV at batch 1) reads a row-major right operand about twice as fast as the
-    transposed view of W (B 1, H 128: 3.6 vs 7.1 µs, Intel Xeon), which at batch 1 is 5 % of an LSTM
-    forward+backward call, and the copy costs one op per call. At batch 64 the view is as fast or faster
-    in the whole LSTM kernel (on an Intel Xeon and on an AMD EPYC), hence the bound.
-    """
-    return weight.t().contiguous() if batch <= SMALL_BATCH else weight.t()
+    def __init__(self, weight: Tensor, batch: int, steps: int) -> None:
+        self.packed: Tensor | None = None
+        self.operand = weight.t()
+        if uses_packed_gemm(weight, steps):
+            with torch.no_grad():
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
+        elif batch <= SMALL_BATCH:
+            self.operand = self.operand.contiguous()
+
+    def accumulate(self, out: Tensor, rows: Tensor) -> Tensor:
+        """out += rows @ weightᵀ, in place."""
+        if self.packed is None:
+            return out.addmm_(rows, self.operand)
+        return out.copy_(torch.ops.mkldnn._linear_pointwise.binary(rows, out, self.packed, None, "add"))
+
+    def into(self, out: Tensor, rows: Tensor) -> Tensor:
+        """out = rows @ weightᵀ."""
+        if self.packed is None:
+            return torch.mm(rows, self.operand, out=out)
+        return out.copy_(torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], ""))
+
+
+def uses_packed_gemm(weight: Tensor, steps: int) -> bool:
+    """Whether :class:`RecurrentProduct` packs ``weight`` for oneDNN (float32 on CPU, large, enough steps)."""
+    return (
+        weight.dtype == torch.float32 and weight.device.type == "cpu" and torch.backends.mkldnn.is_available()
+        and weight.numel() >= PACKED_ELEMENTS and steps >= PACKED_STEPS
+    )
+
+
+def tanh_(x: Tensor) -> Tensor:
+    """tanh in place; as 2σ(2x) − 1 for a wide tensor (:data:`WIDE_TANH`), the same function."""
+    if x.numel() < WIDE_TANH:
+        return x.tanh_()
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+def tanh_into(x: Tensor, out: Tensor) -> Tensor:
+    """out = tanh(x); as 2σ(2x) − 1 for a wide tensor (:data:`WIDE_TANH`), the same function."""
+    if x.numel() < WIDE_TANH:
+        return torch.tanh(x, out=out)
+    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
+
+
+@contextmanager
+def loop_threads(step_macs: int) -> Iterator[None]:
+    """Run a per-step loop on one thread when its GEMM is small (:data:`SINGLE_THREAD_MACS`), restoring
+    torch's thread count after. The count is process-wide: torch work in another Python thread during
+    the loop runs on one thread too."""
+    threads = torch.get_num_threads()
+    if threads == 1 or step_macs > SINGLE_THREAD_MACS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def folded_bias(cell: RecurrentCell, recurrent_rows: int | None = None) -> Tensor | None:
@@ -151,14 +219,8 @@ def last_valid(sequence: Tensor, lengths: Tensor | None) -> Tensor:
 
 
 def per_step(buffer: Tensor, steps: int) -> tuple[Tensor, ...]:
-    """The views ``buffer[t]`` for t < ``steps``, all made before the loop.
-
-    Indexing a tensor costs a microsecond or two, about what a whole pointwise op on a small batch
-    costs, so the loops below never index; ``unbind`` makes all the views at once for about half that
-    each (1.1 vs 0.55 µs a view, measured on the 2-core CI machine). Views are still a fifth of the
-    LSTM's forward at batch 1, so a loop makes each view once. A one-step buffer (nothing kept for
-    backward) is reused for every step.
-    """
+    """The views ``buffer[t]`` for t < ``steps``, made at once before the loop (a view costs about what a
+    small pointwise op does, so loops never index). A one-step buffer is reused for every step."""
     views = buffer.unbind(0)
     return views * steps if len(views) == 1 and steps > 1 else views
 
@@ -178,12 +240,7 @@ def with_row_in_front(buffer: Tensor, gradients: Tensor) -> Tensor:
 
 
 def untracked() -> torch.inference_mode:
-    """The context the kernels' per-step loops run in: no autograd bookkeeping at all.
-
-    A loop's ops are never differentiated by autograd (the kernels' backward is written out), yet under
-    ``no_grad`` each in-place op on a view still updates version counters and view metadata. Inference
-    mode skips that too, which is ~10 % of a step at batch size 1, where dispatch is all a step costs.
-    Only the loops run in it: every buffer is allocated before, so nothing the loop returns is an
-    inference tensor, and autograd can save and differentiate the results as usual.
-    """
+    """The context the per-step loops run in: inference mode, which skips even the version counters
+    ``no_grad`` still updates. Buffers are made before it, so no result is an inference tensor."""
     return torch.inference_mode()
+

@@ -1,4 +1,5 @@
-"""The GRU recurrence, both reset placements, with hand-derived backward passes.
+"""The GRU recurrence, both reset placements, with hand-derived backward passes (derived in
+docs/bptt.md, "GRU, reset after the matrix product" and "GRU, reset before the matrix product").
 
 ``reset_after=True`` (cuDNN / torch.nn), per step, with x_t = W_ih x_t + b_ih (+ b_hr, b_hz folded in):
 
@@ -29,25 +30,30 @@ from the previous step's view, h_0's copy for the first: no loop has a special s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from torchseq.cells.gru import GRUCell
 from torchseq.kernels.base import (
+    RecurrentProduct,
     backward_needs_a_graph,
     differentiable_backward,
     flat,
     folded_bias,
     input_side_gradients,
     last_valid,
+    loop_threads,
     needs_graph,
     per_step,
     previous_step_gradient,
     project,
     shifted,
     sigmoid_slope,
-    step_operand,
+    tanh_,
     tanh_slope,
     times_previous,
     untracked,
@@ -75,8 +81,25 @@ def run_gru(cell: GRUCell, x: Tensor, h0: Tensor, lengths: Tensor | None) -> tup
 
 
 # -- reset_after=True ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ForwardStep:
+    """Step t's views (B, ·) of :class:`ForwardBuffers` (reset_after=True)."""
+
+    a: Tensor           # [x_r, x_z, b_hn], then [a_r, a_z, s_n], then [r, z, s_n] (B, 3H)
+    x_n: Tensor
+    r_z: Tensor         # the two σ gates as one slice (B, 2, H)
+    r: Tensor
+    z: Tensor
+    s_n: Tensor         # W_hn h_{t-1} + b_hn
+    n: Tensor
+    difference: Tensor  # h_{t-1} − n, one buffer for every step
+    h_prev: Tensor      # h_{t-1}: h_0's copy at t = 0
+    h: Tensor
+
+
 class ForwardBuffers:
-    """The forward loop's buffers for one shape (reset_after=True), and every step's views, made once.
+    """The forward loop's buffers for one shape (reset_after=True), every step's named views (made once),
+    and the loop over them.
 
     ``projected`` (T, B, 3H) holds x_t; ``gates`` (T, B, 3, H) starts as [x_r, x_z, b_hn] and becomes
     [a_r, a_z, s_n], then [r, z, s_n]; ``ns`` keeps n (all steps when ``keep``, else the last).
@@ -89,15 +112,28 @@ class ForwardBuffers:
         self.hs = new(steps, batch, hidden)
         self.ns = new(steps if keep else 1, batch, hidden)
         self.h_first = new(batch, hidden)
-        difference = new(batch, hidden)                                             # h_{t-1} − n, one step
-        h_views = per_step(self.hs, steps)
-        self.steps = [*zip(
-            per_step(self.gates.view(steps, batch, -1), steps),
-            per_step(self.projected[..., 2 * hidden :], steps),
-            per_step(self.gates[:, :, :2], steps), *(per_step(gate, steps) for gate in self.gates.unbind(2)),
-            per_step(self.ns, steps), (difference,) * steps, shifted(self.h_first, h_views), h_views,
-            strict=True,
-        )]
+        difference = new(batch, hidden)
+        a = per_step(self.gates.view(steps, batch, -1), steps)
+        x_n = per_step(self.projected[..., 2 * hidden :], steps)
+        r_z, n, h = per_step(self.gates[:, :, :2], steps), per_step(self.ns, steps), per_step(self.hs, steps)
+        r, z, s_n = (per_step(gate, steps) for gate in self.gates.unbind(2))
+        h_prev = shifted(self.h_first, h)
+        self.steps = [
+            ForwardStep(
+                a=a[t], x_n=x_n[t], r_z=r_z[t], r=r[t], z=z[t], s_n=s_n[t], n=n[t], difference=difference,
+                h_prev=h_prev[t], h=h[t],
+            )
+            for t in range(steps)
+        ]
+
+    def loop(self, recurrent: RecurrentProduct) -> None:
+        """Every step in order, on ``gates`` holding [x_r, x_z, b_hn] and h_0 copied in."""
+        for step in self.steps:
+            recurrent.accumulate(step.a, step.h_prev)                               # [a_r, a_z, s_n]
+            step.r_z.sigmoid_()                                                     # r, z
+            tanh_(torch.addcmul(step.x_n, step.r, step.s_n, out=step.n))            # n = tanh(x_n + r ⊙ s_n)
+            torch.sub(step.h_prev, step.n, out=step.difference)
+            torch.addcmul(step.n, step.z, step.difference, out=step.h)              # h_t = n + z ⊙ (h − n)
 
 
 def gru_forward(
@@ -114,14 +150,9 @@ def gru_forward(
     buffers.gates[:, :, :2].copy_(x_rz)
     buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)         # b_hn
     buffers.h_first.copy_(h0)
-    weight_hh_t = step_operand(weight_hh, batch)
-    with untracked():
-        for a_t, x_n_t, r_z_t, r_t, z_t, s_n_t, n_t, difference, h_prev, h_t in buffers.steps:
-            a_t.addmm_(h_prev, weight_hh_t)                                         # [a_r, a_z, s_n] in place
-            torch.sigmoid_(r_z_t)                                                   # r, z
-            torch.addcmul(x_n_t, r_t, s_n_t, out=n_t).tanh_()                       # n = tanh(x_n + r ⊙ s_n)
-            torch.sub(h_prev, n_t, out=difference)
-            torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    recurrent = RecurrentProduct(weight_hh, batch, steps)
+    with untracked(), loop_threads(batch * weight_hh.numel()):
+        buffers.loop(recurrent)
     hs = hand_out(buffers.hs, is_kept)
     return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.ns, is_kept)) if keep else None
 
@@ -142,8 +173,21 @@ def gru_reference(
     return torch.stack(hs)
 
 
+@dataclass(frozen=True, slots=True)
+class BackwardStep:
+    """Step t's views (B, ·) of :class:`BackwardBuffers` (reset_after=True)."""
+
+    dh: Tensor           # total dh_t
+    dh_prev: Tensor      # dh_{t-1} (h_0's row at t = 0)
+    dh_per_gate: Tensor  # dh_t as (B, 1, H), broadcast over the four factors
+    factors: Tensor      # (B, 4, H), multiplied by dh_t in place: [dâ_r, dâ_z, ds_n, dâ_n]
+    hidden_side: Tensor  # [dâ_r, dâ_z, ds_n] as (B, 3H): the gradient of h_{t-1} W_hhᵀ
+    z: Tensor
+
+
 class BackwardBuffers:
-    """The backward loop's buffers for one shape (reset_after=True), and every step's views, made once.
+    """The backward loop's buffers for one shape (reset_after=True), every step's named views (made once),
+    and the loop over them.
 
     ``dhs`` (T + 1, B, H): the total dh_t, a row in front for h_0. ``factors`` (T, B, 4, H): the factors
     of dh, [dâ_r, dâ_z, ds_n, dâ_n] once multiplied. ``z`` takes a copy of the update gates. ``steps``
@@ -156,11 +200,34 @@ class BackwardBuffers:
         self.factors = new(steps, batch, 4, hidden)
         self.z = new(steps, batch, hidden)
         hidden_side = self.factors[:, :, :3].reshape(steps, batch, -1)             # a view: [r, z, s_n]
-        dh_ = per_step(self.dhs, steps + 1)
-        self.steps = [*zip(
-            dh_[1:], dh_[:-1], per_step(self.dhs[1:].unsqueeze(2), steps), per_step(self.factors, steps),
-            per_step(hidden_side, steps), per_step(self.z, steps), strict=True,
-        )][::-1]
+        dh, dh_per_gate = per_step(self.dhs, steps + 1), per_step(self.dhs[1:].unsqueeze(2), steps)
+        factors, z = per_step(self.factors, steps), per_step(self.z, steps)
+        hidden_side_ = per_step(hidden_side, steps)
+        self.steps = [
+            BackwardStep(
+                dh=dh[t + 1], dh_prev=dh[t], dh_per_gate=dh_per_gate[t], factors=factors[t],
+                hidden_side=hidden_side_[t], z=z[t],
+            )
+            for t in reversed(range(steps))
+        ]
+
+    def loop(self, recurrent: RecurrentProduct) -> None:
+        """Every step from the last to the first, on ``dhs`` holding the incoming gradients."""
+        for step in self.steps:
+            step.factors.mul_(step.dh_per_gate)                                     # [dâ_r, dâ_z, ds_n, dâ_n]
+            step.dh_prev.addcmul_(step.dh, step.z)                                  # dh_{t-1} += dh ⊙ z
+            recurrent.accumulate(step.dh_prev, step.hidden_side)                    # + [dâ_r, …] W_hh
+
+
+class GRUInputs(NamedTuple):
+    """:class:`GRURecurrence`'s inputs by name (also its gradient flags, ``ctx.needs_input_grad``)."""
+
+    x: object
+    h0: object
+    weight_ih: object
+    bias: object
+    weight_hh: object
+    b_hn: object
 
 
 class GRURecurrence(torch.autograd.Function):
@@ -196,24 +263,39 @@ class GRURecurrence(torch.autograd.Function):
 
         # Each step multiplies its factors by dh in place: the factor buffer becomes the gradients.
         dhs = with_row_in_front(buffers.dhs, d_hs)
-        with untracked():
-            for dh, dh_before, dh_per_gate, factors_t, hidden_side_t, z_t in buffers.steps:
-                factors_t.mul_(dh_per_gate)
-                dh_before.addcmul_(dh, z_t).addmm_(hidden_side_t, weight_hh)        # dh_{t-1} += …
+        with untracked(), loop_threads(batch * weight_hh.numel()):
+            buffers.loop(RecurrentProduct(weight_hh.t(), batch, steps))              # … W_hh
         grads = factors                                                     # now [dâ_r, dâ_z, ds_n, dâ_n]
         d_pre = torch.cat([grads[:, :, :2], grads[:, :, 3:]], dim=2).view(steps, batch, -1)
         hidden_side = grads[:, :, :3].reshape(steps, batch, -1)
-        needs = ctx.needs_input_grad
-        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[2], needs[3]))
-        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
-        d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if needs[4] else None
-        d_b_hn = grads[:, :, 2].sum((0, 1)) if needs[5] else None
+        wants = GRUInputs(*ctx.needs_input_grad)
+        d_x, d_weight_ih, d_bias = input_side_gradients(
+            d_pre, x, weight_ih, (wants.x, wants.weight_ih, wants.bias)
+        )
+        d_h0 = hand_out(dhs[0], is_kept) if wants.h0 else None
+        d_weight_hh = previous_step_gradient(hidden_side, h0, hs) if wants.weight_hh else None
+        d_b_hn = grads[:, :, 2].sum((0, 1)) if wants.b_hn else None
         return d_x, d_h0, d_weight_ih, d_bias, d_weight_hh, d_b_hn
 
 
 # -- reset_after=False -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ResetBeforeForwardStep:
+    """Step t's views (B, ·) of :class:`ResetBeforeForwardBuffers` (reset_after=False)."""
+
+    r_z: Tensor         # [x_r, x_z], then [r, z] (B, 2H)
+    r: Tensor
+    z: Tensor
+    n: Tensor           # x_n, then n
+    reset_h: Tensor     # r ⊙ h_{t-1}
+    difference: Tensor  # h_{t-1} − n, one buffer for every step
+    h_prev: Tensor      # h_{t-1}: h_0's copy at t = 0
+    h: Tensor
+
+
 class ResetBeforeForwardBuffers:
-    """The forward loop's buffers for one shape (reset_after=False), and every step's views, made once.
+    """The forward loop's buffers for one shape (reset_after=False), every step's named views (made
+    once), and the loop over them.
 
     ``gates`` (T, B, 3, H) holds x_t, then r, z, n; ``reset_hs`` keeps r ⊙ h_{t-1} (all steps when
     ``keep``, else the last).
@@ -225,14 +307,27 @@ class ResetBeforeForwardBuffers:
         self.hs = new(steps, batch, hidden)
         self.reset_hs = new(steps if keep else 1, batch, hidden)
         self.h_first = new(batch, hidden)
-        difference = new(batch, hidden)                                             # h_{t-1} − n, one step
-        r_z = self.gates[:, :, :2].reshape(steps, batch, -1)                       # a view: (T, B, 2H)
-        h_views = per_step(self.hs, steps)
-        self.steps = [*zip(
-            per_step(r_z, steps), *(per_step(gate, steps) for gate in self.gates.unbind(2)),
-            per_step(self.reset_hs, steps), (difference,) * steps, shifted(self.h_first, h_views), h_views,
-            strict=True,
-        )]
+        difference = new(batch, hidden)
+        r_z = per_step(self.gates[:, :, :2].reshape(steps, batch, -1), steps)      # views: (B, 2H) each
+        r, z, n = (per_step(gate, steps) for gate in self.gates.unbind(2))
+        reset_h, h = per_step(self.reset_hs, steps), per_step(self.hs, steps)
+        h_prev = shifted(self.h_first, h)
+        self.steps = [
+            ResetBeforeForwardStep(
+                r_z=r_z[t], r=r[t], z=z[t], n=n[t], reset_h=reset_h[t], difference=difference,
+                h_prev=h_prev[t], h=h[t],
+            )
+            for t in range(steps)
+        ]
+
+    def loop(self, recurrent_rz: RecurrentProduct, recurrent_n: RecurrentProduct) -> None:
+        """Every step in order, on ``gates`` holding x_t and h_0 copied in."""
+        for step in self.steps:
+            recurrent_rz.accumulate(step.r_z, step.h_prev).sigmoid_()               # r, z
+            torch.mul(step.r, step.h_prev, out=step.reset_h)
+            tanh_(recurrent_n.accumulate(step.n, step.reset_h))                    # n = tanh(x_n + W_hn r⊙h)
+            torch.sub(step.h_prev, step.n, out=step.difference)
+            torch.addcmul(step.n, step.z, step.difference, out=step.h)              # h_t = n + z ⊙ (h − n)
 
 
 def gru_reset_before_forward(
@@ -247,14 +342,9 @@ def gru_reset_before_forward(
     )
     project(x, weight_ih, bias, out=buffers.gates)                                  # x_r, x_z, x_n
     buffers.h_first.copy_(h0)
-    weight_rz_t, weight_n_t = (step_operand(rows, batch) for rows in weight_hh.split([2 * hidden, hidden]))
-    with untracked():
-        for r_z_t, r_t, z_t, n_t, reset_h_t, difference, h_prev, h_t in buffers.steps:
-            r_z_t.addmm_(h_prev, weight_rz_t).sigmoid_()                            # r, z
-            torch.mul(r_t, h_prev, out=reset_h_t)
-            n_t.addmm_(reset_h_t, weight_n_t).tanh_()                               # n = tanh(x_n + W_hn r⊙h)
-            torch.sub(h_prev, n_t, out=difference)
-            torch.addcmul(n_t, z_t, difference, out=h_t)                            # h_t = n + z ⊙ (h − n)
+    weight_rz, weight_n = weight_hh.split([2 * hidden, hidden])
+    with untracked(), loop_threads(batch * weight_hh.numel()):
+        buffers.loop(RecurrentProduct(weight_rz, batch, steps), RecurrentProduct(weight_n, batch, steps))
     hs = hand_out(buffers.hs, is_kept)
     return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.reset_hs, is_kept)) if keep else None
 
@@ -276,8 +366,25 @@ def gru_reset_before_reference(
     return torch.stack(hs)
 
 
+@dataclass(frozen=True, slots=True)
+class ResetBeforeBackwardStep:
+    """Step t's views (B, ·) of :class:`ResetBeforeBackwardBuffers` (reset_after=False)."""
+
+    dh: Tensor           # total dh_t
+    dh_prev: Tensor      # dh_{t-1} (h_0's row at t = 0)
+    dh_per_gate: Tensor  # dh_t as (B, 1, H), broadcast over the z and n factors
+    d_z_n: Tensor        # the z and n factors (B, 2, H), multiplied by dh_t in place
+    d_r: Tensor          # the r factor, multiplied by d(r ⊙ h_{t-1}) in place
+    d_n: Tensor
+    r: Tensor
+    z: Tensor
+    d_r_z: Tensor        # [dâ_r, dâ_z] as (B, 2H)
+    d_reset_h: Tensor    # d(r ⊙ h_{t-1}), one buffer for every step
+
+
 class ResetBeforeBackwardBuffers:
-    """The backward loop's buffers for one shape (reset_after=False), and every step's views, made once.
+    """The backward loop's buffers for one shape (reset_after=False), every step's named views (made
+    once), and the loop over them.
 
     ``dhs`` (T + 1, B, H): the total dh_t, a row in front for h_0. ``grads`` (T, B, 3, H): factors that
     become [dâ_r, dâ_z, dâ_n]. ``r_z`` takes a copy of the gates r and z; ``d_reset_h`` is one step's
@@ -290,15 +397,38 @@ class ResetBeforeBackwardBuffers:
         self.grads = new(steps, batch, 3, hidden)
         self.r_z = new(steps, batch, 2, hidden)
         d_reset_h = new(batch, hidden)
-        d_r_z = self.grads[:, :, :2].reshape(steps, batch, -1)                     # a view: (T, B, 2H)
-        dh_ = per_step(self.dhs, steps + 1)
-        self.steps = [*zip(
-            dh_[1:], dh_[:-1], per_step(self.dhs[1:].unsqueeze(2), steps),
-            per_step(self.grads[:, :, 1:], steps),
-            *(per_step(self.grads[:, :, gate], steps) for gate in (0, 2)),
-            *(per_step(self.r_z[:, :, gate], steps) for gate in (0, 1)), per_step(d_r_z, steps),
-            (d_reset_h,) * steps, strict=True,
-        )][::-1]
+        dh, dh_per_gate = per_step(self.dhs, steps + 1), per_step(self.dhs[1:].unsqueeze(2), steps)
+        d_z_n, d_r_z = per_step(self.grads[:, :, 1:], steps), per_step(
+            self.grads[:, :, :2].reshape(steps, batch, -1), steps                   # views: (B, 2H) each
+        )
+        d_r, d_n = (per_step(self.grads[:, :, gate], steps) for gate in (0, 2))
+        r, z = (per_step(self.r_z[:, :, gate], steps) for gate in (0, 1))
+        self.steps = [
+            ResetBeforeBackwardStep(
+                dh=dh[t + 1], dh_prev=dh[t], dh_per_gate=dh_per_gate[t], d_z_n=d_z_n[t], d_r=d_r[t],
+                d_n=d_n[t], r=r[t], z=z[t], d_r_z=d_r_z[t], d_reset_h=d_reset_h,
+            )
+            for t in reversed(range(steps))
+        ]
+
+    def loop(self, recurrent_rz: RecurrentProduct, recurrent_n: RecurrentProduct) -> None:
+        """Every step from the last to the first, on ``dhs`` holding the incoming gradients."""
+        for step in self.steps:
+            step.d_z_n.mul_(step.dh_per_gate)                                       # dâ_z, dâ_n
+            recurrent_n.into(step.d_reset_h, step.d_n)                              # d(r ⊙ h_{t-1})
+            step.d_r.mul_(step.d_reset_h)                                           # dâ_r
+            step.dh_prev.addcmul_(step.dh, step.z).addcmul_(step.d_reset_h, step.r)
+            recurrent_rz.accumulate(step.dh_prev, step.d_r_z)                       # + [dâ_r, dâ_z] W_{h,rz}
+
+
+class GRUResetBeforeInputs(NamedTuple):
+    """:class:`GRUResetBeforeRecurrence`'s inputs by name (also its gradient flags)."""
+
+    x: object
+    h0: object
+    weight_ih: object
+    bias: object
+    weight_hh: object
 
 
 class GRUResetBeforeRecurrence(torch.autograd.Function):
@@ -334,18 +464,17 @@ class GRUResetBeforeRecurrence(torch.autograd.Function):
         per_z.mul_(z).addcmul_(per_z, z, value=-1)                                  # … ⊙ z(1 − z)
         tanh_slope(n, out=per_n).addcmul_(per_n, z, value=-1)                       # (1 − z)(1 − n²)
         dhs = with_row_in_front(buffers.dhs, d_hs)
-        with untracked():
-            for dh, dh_before, dh_per_gate, d_z_n, d_r, d_n, r_t, z_t, d_r_z, d_reset_h in buffers.steps:
-                d_z_n.mul_(dh_per_gate)                                             # dâ_z, dâ_n
-                torch.mm(d_n, weight_n, out=d_reset_h)                              # d(r ⊙ h_{t-1})
-                d_r.mul_(d_reset_h)                                                 # dâ_r
-                dh_before.addcmul_(dh, z_t).addcmul_(d_reset_h, r_t).addmm_(d_r_z, weight_rz)
+        recurrent_rz, recurrent_n = (RecurrentProduct(w.t(), batch, steps) for w in (weight_rz, weight_n))
+        with untracked(), loop_threads(batch * weight_hh.numel()):
+            buffers.loop(recurrent_rz, recurrent_n)                                 # … W_{h,rz}, … W_hn
         d_pre = grads.view(steps, batch, -1)
-        needs = ctx.needs_input_grad
-        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[2], needs[3]))
-        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
+        wants = GRUResetBeforeInputs(*ctx.needs_input_grad)
+        d_x, d_weight_ih, d_bias = input_side_gradients(
+            d_pre, x, weight_ih, (wants.x, wants.weight_ih, wants.bias)
+        )
+        d_h0 = hand_out(dhs[0], is_kept) if wants.h0 else None
         d_weight_hh = None
-        if needs[4]:
+        if wants.weight_hh:
             d_weight_hh = torch.cat([
                 previous_step_gradient(d_pre[..., : 2 * hidden], h0, hs),          # dW_{h,rz}
                 flat(grads[:, :, 2]).t() @ flat(reset_hs),                         # dW_hn

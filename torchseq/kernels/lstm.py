@@ -26,15 +26,17 @@ all timesteps before the loop, where i, f, g (the gates multiplied by dc) are on
 only what is truly sequential: 4 pointwise ops and one GEMM a step, each accumulating in place into a
 buffer of all steps. Then dW_hh, dW_ih, db and dx are one GEMM or sum each over all timesteps.
 
-Why the loops look the way they do: at small sizes (B = 1, H = 128) a pointwise op costs 1–2 µs of
-dispatch whatever its size and a view ``buffer[t]`` about 0.5 µs, while the arithmetic takes a few dozen
-ns. So the loops make as few ops per step as the formulas allow, and every per-step view is made once,
-in bulk, by :class:`ForwardBuffers` / :class:`BackwardBuffers` (kept between calls for small steps,
-:mod:`torchseq.kernels.workspace`); every result goes into a preallocated (T, B, ·) buffer (no
-allocation, no copy inside the loop, which matters at large sizes).
+Why the loops look the way they do: at small sizes an op costs its dispatch, not its arithmetic, so a
+step makes as few ops as the formulas allow, each step reads named views made once
+(:class:`ForwardStep`, :class:`BackwardStep`; kept between calls for small steps,
+:mod:`torchseq.kernels.workspace`), and every result goes into a preallocated (T, B, ·) buffer. The
+measurements behind these choices are in ``benchmarks/reference/kernel-notes.md``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -42,19 +44,22 @@ from torch.nn import functional as F
 
 from torchseq.cells.lstm import LSTMCell
 from torchseq.kernels.base import (
+    RecurrentProduct,
     backward_needs_a_graph,
     differentiable_backward,
     flat,
     folded_bias,
     input_side_gradients,
     last_valid,
+    loop_threads,
     needs_graph,
     per_step,
     previous_step_gradient,
     project,
     shifted,
     sigmoid_slope,
-    step_operand,
+    tanh_,
+    tanh_into,
     tanh_slope,
     times_previous,
     untracked,
@@ -84,8 +89,27 @@ def run_lstm(
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardStep:
+    """Step t's views (B, ·) of :class:`ForwardBuffers`; gates in the order o, i, f, g."""
+
+    a: Tensor          # pre_t, then a_t = pre_t + h_{t-1} W_hhᵀ, then the activated gates (B, 4H)
+    o_i_f: Tensor      # the three σ gates as one slice (B, 3, H)
+    o: Tensor
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    c_prev: Tensor     # c_{t-1}: c_0's copy at t = 0
+    c: Tensor
+    tanh_c: Tensor
+    m: Tensor          # o ⊙ tanh(c_t): h_t itself without a projection
+    h_prev: Tensor     # h_{t-1}: h_0's copy at t = 0
+    h: Tensor
+
+
 class ForwardBuffers:
-    """The forward loop's buffers for one shape, and the views each step reads and writes, made once.
+    """The forward loop's buffers for one shape, the named views each step reads and writes (made once),
+    and the loop over them.
 
     ``pre`` (T, B, 4H, gate order o, i, f, g) becomes the activated gates in place. Step t reads h_{t-1}
     and c_{t-1} from the previous step's views, step 0 from ``h_first`` and ``c_first``, so the loop
@@ -102,14 +126,31 @@ class ForwardBuffers:
         self.cs = new(steps, batch, hidden)
         self.tanh_cs = new(steps if keep else 1, batch, hidden)             # last step only unless keep
         self.ms = new(steps, batch, hidden) if projected else self.hs               # m_t is h_t unprojected
-        c_views, m_views = per_step(self.cs, steps), per_step(self.ms, steps)
-        h_views = per_step(self.hs, steps) if projected else m_views
-        self.steps = [*zip(
-            per_step(self.pre, steps), per_step(self.gates[:, :, :3], steps),
-            *(per_step(gate, steps) for gate in self.gates.unbind(2)),
-            shifted(self.c_first, c_views), c_views, per_step(self.tanh_cs, steps), m_views,
-            shifted(self.h_first, h_views), h_views, strict=True,
-        )]
+        c, m = per_step(self.cs, steps), per_step(self.ms, steps)
+        h = per_step(self.hs, steps) if projected else m
+        a, o_i_f, tanh_c = per_step(self.pre, steps), per_step(self.gates[:, :, :3], steps), per_step(
+            self.tanh_cs, steps
+        )
+        o, i, f, g = (per_step(gate, steps) for gate in self.gates.unbind(2))
+        c_prev, h_prev = shifted(self.c_first, c), shifted(self.h_first, h)
+        self.steps = [
+            ForwardStep(
+                a=a[t], o_i_f=o_i_f[t], o=o[t], i=i[t], f=f[t], g=g[t], c_prev=c_prev[t], c=c[t],
+                tanh_c=tanh_c[t], m=m[t], h_prev=h_prev[t], h=h[t],
+            )
+            for t in range(steps)
+        ]
+
+    def loop(self, recurrent: RecurrentProduct, projection: RecurrentProduct | None) -> None:
+        """Every step in order, on ``pre`` already holding x W_ihᵀ + b and the initial states copied in."""
+        for step in self.steps:
+            recurrent.accumulate(step.a, step.h_prev)                               # a = pre + W_hh h
+            step.o_i_f.sigmoid_()                                                   # o, i, f
+            tanh_(step.g)                                                           # g
+            torch.mul(step.f, step.c_prev, out=step.c).addcmul_(step.i, step.g)    # c_t = f ⊙ c + i ⊙ g
+            torch.mul(step.o, tanh_into(step.c, out=step.tanh_c), out=step.m)      # m_t = o ⊙ tanh(c_t)
+            if projection is not None:
+                projection.into(step.h, step.m)                                     # h_t = W_hr m_t
 
 
 def lstm_forward(
@@ -131,22 +172,27 @@ def lstm_forward(
     project(x, weight_ih, bias, out=buffers.pre)                                    # pre = x W_ihᵀ + b
     buffers.h_first.copy_(h0)
     buffers.c_first.copy_(c0)
-    weight_hh_t = step_operand(weight_hh, batch)
-    weight_hr_t = None if weight_hr is None else step_operand(weight_hr, batch)
-    with untracked():
-        for a_t, o_i_f_t, o_t, i_t, f_t, g_t, c_prev, c_t, tanh_c_t, m_t, h_prev, h_t in buffers.steps:
-            a_t.addmm_(h_prev, weight_hh_t)                                         # a = pre + W_hh h
-            o_i_f_t.sigmoid_()                                                      # o, i, f
-            g_t.tanh_()                                                             # g
-            torch.mul(f_t, c_prev, out=c_t).addcmul_(i_t, g_t)                      # c_t = f ⊙ c + i ⊙ g
-            torch.mul(o_t, torch.tanh(c_t, out=tanh_c_t), out=m_t)                  # m_t = o ⊙ tanh(c_t)
-            if weight_hr_t is not None:
-                torch.mm(m_t, weight_hr_t, out=h_t)                                 # h_t = W_hr m_t
+    recurrent = RecurrentProduct(weight_hh, batch, steps)
+    projection = None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps)
+    with untracked(), loop_threads(batch * weight_hh.numel()):
+        buffers.loop(recurrent, projection)
     hs, cs = hand_out(buffers.hs, is_kept), hand_out(buffers.cs, is_kept)
     if not keep:
         return hs, cs, None
     saved = (buffers.gates, buffers.tanh_cs, buffers.ms if weight_hr is not None else None)
     return hs, cs, tuple(None if b is None else hand_out(b, is_kept) for b in saved)
+
+
+class LSTMInputs(NamedTuple):
+    """:class:`LSTMRecurrence`'s inputs by name (also its gradient flags, ``ctx.needs_input_grad``)."""
+
+    x: object
+    h0: object
+    c0: object
+    weight_ih: object
+    bias: object
+    weight_hh: object
+    weight_hr: object
 
 
 class LSTMRecurrence(torch.autograd.Function):
@@ -192,23 +238,20 @@ class LSTMRecurrence(torch.autograd.Function):
         # more row in front for h_0 and c_0: every step adds into "the previous row", the first step
         # included, with no special case, and the initial states' gradients are that row at the end.
         dhs, dcs = with_row_in_front(buffers.dhs, d_hs), with_row_in_front(buffers.dcs, d_cs)
-        dm_buffer = buffers.dm
-        with untracked():
-            for dh, dh_before, dc, dc_before, dc_gates, dc_per_dm, d_i_f_g, d_o, d_a, f_t in buffers.steps:
-                dm = dh if weight_hr is None else torch.mm(dh, weight_hr, out=dm_buffer)  # dm_t = dh_t W_hr
-                dc.addcmul_(dm, dc_per_dm)                                  # dc_t += dm ⊙ o(1 − tanh² c)
-                d_i_f_g.mul_(dc_gates)                                              # dâ_i, dâ_f, dâ_g
-                d_o.mul_(dm)                                                        # dâ_o
-                dh_before.addmm_(d_a, weight_hh)                                    # dh_{t-1} += dA_t W_hh
-                dc_before.addcmul_(dc, f_t)                                         # dc_{t-1} += dc_t ⊙ f_t
+        recurrent = RecurrentProduct(weight_hh.t(), batch, steps)                  # dA_t W_hh
+        projection = None if weight_hr is None else RecurrentProduct(weight_hr.t(), batch, steps)
+        with untracked(), loop_threads(batch * weight_hh.numel()):
+            buffers.loop(recurrent, projection)
         d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
-        needs = ctx.needs_input_grad
-        d_x, d_weight_ih, d_bias = input_side_gradients(d_pre, x, weight_ih, (needs[0], needs[3], needs[4]))
-        d_h0 = hand_out(dhs[0], is_kept) if needs[1] else None
-        d_c0 = hand_out(dcs[0], is_kept) if needs[2] else None
-        d_weight_hh = previous_step_gradient(d_pre, h0, hs) if needs[5] else None
-        d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if needs[6] else None
+        wants = LSTMInputs(*ctx.needs_input_grad)
+        d_x, d_weight_ih, d_bias = input_side_gradients(
+            d_pre, x, weight_ih, (wants.x, wants.weight_ih, wants.bias)
+        )
+        d_h0 = hand_out(dhs[0], is_kept) if wants.h0 else None
+        d_c0 = hand_out(dcs[0], is_kept) if wants.c0 else None
+        d_weight_hh = previous_step_gradient(d_pre, h0, hs) if wants.weight_hh else None
+        d_weight_hr = flat(dhs[1:]).t() @ flat(ms) if wants.weight_hr else None
         return d_x, d_h0, d_c0, d_weight_ih, d_bias, d_weight_hh, d_weight_hr
 
 
@@ -229,8 +272,25 @@ def lstm_reference(
     return torch.stack(hs), torch.stack(cs)
 
 
+@dataclass(frozen=True, slots=True)
+class BackwardStep:
+    """Step t's views (B, ·) of :class:`BackwardBuffers`; factor gates in the order o, i, f, g."""
+
+    dh: Tensor         # total dh_t: the incoming gradient plus what step t + 1 added
+    dh_prev: Tensor    # dh_{t-1}, where this step adds dA_t W_hh (h_0's row at t = 0)
+    dc: Tensor
+    dc_prev: Tensor
+    dc_gates: Tensor   # dc_t as (B, 1, H), broadcast over the i, f, g factors
+    dc_per_dm: Tensor  # o(1 − tanh² c_t): dc_t += dm_t ⊙ this
+    d_i_f_g: Tensor    # the i, f, g factors (B, 3, H), multiplied by dc_t in place
+    d_o: Tensor        # the o factor, multiplied by dm_t in place
+    d_a: Tensor        # all four once multiplied: dA_t (B, 4H)
+    f: Tensor
+
+
 class BackwardBuffers:
-    """The backward loop's buffers for one shape, and the views each step reads and writes, made once.
+    """The backward loop's buffers for one shape, the named views each step reads and writes (made
+    once), and the loop over them.
 
     ``f`` (T, B, H) takes a copy of the forget gates, read by every step. ``dhs`` and ``dcs`` have one more
     row in front, for h_0 and c_0; ``dm`` holds one step's dh_t W_hr with a projection (else None);
@@ -245,11 +305,25 @@ class BackwardBuffers:
         self.factors = new(steps, batch, 4, hidden)                                 # order o, i, f, g
         self.dc_per_dm = new(steps, batch, hidden)
         self.dm = new(batch, hidden) if out_size != hidden else None
-        dh_, dc_ = per_step(self.dhs, steps + 1), per_step(self.dcs, steps + 1)
-        views = zip(
-            dh_[1:], dh_[:-1], dc_[1:], dc_[:-1], per_step(self.dcs[1:].unsqueeze(2), steps),
-            per_step(self.dc_per_dm, steps), per_step(self.factors[:, :, 1:], steps),
-            per_step(self.factors[:, :, 0], steps), per_step(self.factors.view(steps, batch, -1), steps),
-            per_step(self.f, steps), strict=True,
-        )
-        self.steps = [*views][::-1]
+        dh, dc = per_step(self.dhs, steps + 1), per_step(self.dcs, steps + 1)
+        dc_gates, dc_per_dm = per_step(self.dcs[1:].unsqueeze(2), steps), per_step(self.dc_per_dm, steps)
+        d_i_f_g, d_o = per_step(self.factors[:, :, 1:], steps), per_step(self.factors[:, :, 0], steps)
+        d_a, f = per_step(self.factors.view(steps, batch, -1), steps), per_step(self.f, steps)
+        self.steps = [
+            BackwardStep(
+                dh=dh[t + 1], dh_prev=dh[t], dc=dc[t + 1], dc_prev=dc[t], dc_gates=dc_gates[t],
+                dc_per_dm=dc_per_dm[t], d_i_f_g=d_i_f_g[t], d_o=d_o[t], d_a=d_a[t], f=f[t],
+            )
+            for t in reversed(range(steps))
+        ]
+
+    def loop(self, recurrent: RecurrentProduct, projection: RecurrentProduct | None) -> None:
+        """Every step from the last to the first, on ``dhs``/``dcs`` holding the incoming gradients and
+        ``factors`` the per-step factors."""
+        for step in self.steps:
+            dm = step.dh if projection is None else projection.into(self.dm, step.dh)  # dm_t = dh_t W_hr
+            step.dc.addcmul_(dm, step.dc_per_dm)                            # dc_t += dm ⊙ o(1 − tanh² c)
+            step.d_i_f_g.mul_(step.dc_gates)                                        # dâ_i, dâ_f, dâ_g
+            step.d_o.mul_(dm)                                                       # dâ_o
+            recurrent.accumulate(step.dh_prev, step.d_a)                            # dh_{t-1} += dA_t W_hh
+            step.dc_prev.addcmul_(step.dc, step.f)                                  # dc_{t-1} += dc_t ⊙ f_t

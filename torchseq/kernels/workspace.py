@@ -1,21 +1,18 @@
 """Keeping a kernel's buffers, and the per-step views made of them, from one call to the next.
 
-A loop reads and writes per-step views ``buffer[t]``, and making a view costs about half a µs
-(``unbind``). Before this module the LSTM made 17 a step (9 forward, 8 backward); at batch 1 that was a
-fifth of a forward+backward call (cProfile, B 1, H 128, T 100: 20 ``unbind`` calls, 0.96 of 4.8 ms),
-more than any single op. Views belong to their buffer, so making them once means keeping the buffers:
-a small cache per thread, keyed by everything that shapes them, holds them, and each call copies its
-inputs in and its results out (one op per buffer, whatever T is).
+A view ``buffer[t]`` costs about what a small pointwise op does, and a loop reads several a step. Views
+belong to their buffer, so making them once means keeping the buffers: a small cache per thread, keyed
+by everything that shapes them, holds them, and each call copies its inputs in and its results out (one
+op per buffer, whatever T is).
 
 Those copies grow with the batch and hidden size, the views do not, so the trade pays only while a step
-is small: at most :data:`SMALL_STEP` elements in a step's widest row (B·4H for the LSTM). Measured on
-the LSTM (forward+backward, kept/fresh): 0.73 at B 1, H 128; 0.95 at B 16, H 64 (4,096 elements);
-1.04–1.14 at 8,192 elements and above. Memory is bounded too: a buffer set is kept only while its
-widest buffer has at most :data:`KEPT_ELEMENTS` elements (T · row); a set holds about twice its widest
-buffer, so with at most :data:`KEPT` sets a thread keeps at most about 64 MB in float32 (128 MB in
-float64). Other calls build their buffers fresh, use them in place and hand them out as they are, as if
-there were no cache. Only CPU tensors are kept: on CUDA a later call on another stream could overwrite a
-buffer still being read. :func:`release` drops this thread's buffers.
+is small: at most :data:`SMALL_STEP` elements in a step's widest row (B·4H for the LSTM). Memory is
+bounded too: a buffer set is kept only while its widest buffer has at most :data:`KEPT_ELEMENTS`
+elements (T · row); a set holds about twice its widest buffer, so with at most :data:`KEPT` sets a
+thread keeps at most about 64 MB in float32 (128 MB in float64). Other calls build their buffers fresh,
+use them in place and hand them out as they are, as if there were no cache. Only CPU tensors are kept:
+on CUDA a later call on another stream could overwrite a buffer still being read. :func:`release` drops
+this thread's buffers. Measurements: ``benchmarks/reference/kernel-notes.md``.
 """
 
 from __future__ import annotations
