@@ -7,20 +7,4 @@ fixed the unexpected pass fails the suite until its entry here is removed.
 
 from __future__ import annotations
 
-#: torch's exception type and wording (which these tests match by regex) are missing from torchseq's error.
-ERROR_WORDING = "error parity: torchseq's error lacks torch's exception type or wording"
-#: The custom kernels' backward writes into preallocated buffers, which torch.func.vmap cannot batch.
-VMAP = "batched gradients: vmap over the custom kernels' backward fails (aten::copy_ into a buffer)"
-
-XFAILS: dict[str, str] = {
-    "test_RNN_nonlinearity[[]custom]": ERROR_WORDING,
-    "test_RNN_nonlinearity[[]fused]": ERROR_WORDING,
-    "test_cudnn_forward_exception[[]custom]": ERROR_WORDING,
-    "test_cudnn_forward_exception[[]fused]": ERROR_WORDING,
-    "test_error_RNN_seq_len_zero[[]custom]": ERROR_WORDING,
-    "test_error_RNN_seq_len_zero[[]fused]": ERROR_WORDING,
-    "test_errors[[]custom-*": ERROR_WORDING,
-    "test_errors[[]fused-*": ERROR_WORDING,
-    "test_grad[[]custom-*": VMAP,
-    "test_gradgrad[[]custom-*": VMAP,
-}
+XFAILS: dict[str, str] = {}  # none: every vendored test passes in both impls
