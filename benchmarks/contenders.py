@@ -5,8 +5,9 @@
 - ``reference``: ``impl="custom"`` with the kernels switched off: ``cell.recur`` step by step, autograd;
 - ``compiled``: ``torch.compile`` of the custom module (it traces the step-by-step formulas).
 
-Workloads: ``forward`` is inference (``torch.no_grad()``); ``forward+backward`` is a training step's
-share: forward with autograd, then backward of the output against a fixed random gradient.
+Workloads: ``forward`` is a forward under ``torch.no_grad()``; ``forward+backward`` is a training step's
+share: forward with autograd, then backward of the output against a fixed random gradient; ``inference``
+is a forward under ``torch.inference_mode()``, what serving runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torchseq.recurrent import RecurrentLayers
 
 CELLS: dict[str, type[RecurrentLayers]] = {"RNN": torchseq.RNN, "LSTM": torchseq.LSTM, "GRU": torchseq.GRU}
 SIDES = ("fused", "custom", "reference", "compiled")
-MODES = ("forward", "forward+backward")
+MODES = ("forward", "forward+backward", "inference")
 
 
 def build_sides(
@@ -70,6 +71,13 @@ def workload(
                 call(x)
 
         return Workload(run)
+
+    if mode == "inference":
+        def serve() -> None:
+            with torch.inference_mode(), kernels_enabled(use_kernels):
+                call(x)
+
+        return Workload(serve)
 
     def clear_gradients() -> None:
         for parameter in module.parameters():

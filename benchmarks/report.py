@@ -95,7 +95,8 @@ def plot(rows: Sequence[Row], machine: dict, path: Path) -> None:
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
 
-    figure, axes = plt.subplots(len(MODES), 1, figsize=(max(8, 0.45 * len(rows)), 9), squeeze=False)
+    size = (max(8, 0.45 * len(rows)), 4 * len(MODES))
+    figure, axes = plt.subplots(len(MODES), 1, figsize=size, squeeze=False)
     for axis, mode in zip(axes[:, 0], MODES, strict=True):
         selected = [row for row in rows if row.mode == mode]
         labels = [f"{row.cell} {row.shape.label}" for row in selected]

@@ -32,7 +32,7 @@ def test_runs_end_to_end_on_a_tiny_shape(tmp_path) -> None:
     rows = written["rows"]
     assert [(row["cell"], row["shape"]["num_layers"], row["mode"]) for row in rows] == [
         (cell, layers, mode) for layers in (1, 2) for cell in ("LSTM", "GRU")
-        for mode in ("forward", "forward+backward")
+        for mode in ("forward", "forward+backward", "inference")
     ]
     for row in rows:
         assert set(row["median_ms"]) == {"fused", "custom", "reference"}
@@ -45,7 +45,7 @@ def test_runs_end_to_end_on_a_tiny_shape(tmp_path) -> None:
 
     table = paths["md"].read_text()
     assert "| cell | shape | workload | fused ms | custom ms | custom/fused |" in table
-    assert table.count("| LSTM | custom T5 B2 I3 H4 |") == 2
+    assert table.count("| LSTM | custom T5 B2 I3 H4 |") == 3
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -142,8 +142,16 @@ def test_rows_are_judged_against_the_targets_of_their_shape_and_cell() -> None:
         return Row(cell, shape, mode, timings, {"fused": None, "custom": None}, floor)
 
     assert row("LSTM", FASTRNNS, "forward", 12.9).meets_target is True       # 1.29 ≤ 1.3
-    assert row("GRU", FASTRNNS, "forward+backward", 11.6).meets_target is False  # 1.16 > 1.15
-    assert row("LSTM", SMALL[2], "forward+backward", 20.0).meets_target is True  # 2.0 ≤ 2.0
-    assert row("RNN", FASTRNNS, "forward", 50.0).target is None              # no target for the RNN
-    assert row("LSTM", SMALL[0], "forward", 50.0).target is None             # small shapes: fwd+bwd only
+    assert row("LSTM", FASTRNNS, "forward+backward", 11.6).meets_target is False  # 1.16 > 1.15
+    assert row("LSTM", SMALL[2], "forward+backward", 15.0).meets_target is True  # 1.5 ≤ 1.5
+    assert row("LSTM", SMALL[1], "forward+backward", 15.1).meets_target is False  # 1.51 > 1.5
+    assert row("LSTM", SMALL[0], "forward", 50.0).target is None             # small shapes: no no_grad bound
+    for shape in (FASTRNNS, *SMALL):                                          # serving: every named shape
+        assert row("LSTM", shape, "inference", 12.0).meets_target is True    # 1.2 ≤ 1.2
+        assert row("LSTM", shape, "inference", 12.1).meets_target is False
+        for cell in ("GRU", "RNN"):                                           # never slower than torch's
+            for mode in ("forward", "forward+backward", "inference"):
+                assert row(cell, shape, mode, 10.0).meets_target is True
+                assert row(cell, shape, mode, 10.1).meets_target is False
+    assert row("GRU", Shape("grid", 25, 16, 128, 128), "forward", 50.0).target is None
     assert row("LSTM", FASTRNNS, "forward+backward", 20.0).from_floor("custom") == 20.0 / 3.0
