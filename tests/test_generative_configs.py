@@ -22,6 +22,7 @@ CONFIGS = {
     "seq_autoencoder_mitdb": (AnomalyAutoencoderTask, AnomalyDataModule),
     "seq_autoencoder_yahoo": (AnomalyAutoencoderTask, AnomalyDataModule),
     "vae": (VAETask, MNIST5kDataModule),
+    "vae_z16": (VAETask, MNIST5kDataModule),
     "gan": (GANTask, MNIST5kDataModule),
     "dcgan": (GANTask, MNIST5kDataModule),
     "conditional_dcgan": (ConditionalGANTask, MNIST5kDataModule),
