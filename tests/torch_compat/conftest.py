@@ -18,7 +18,8 @@ import torch
 # torch's test helpers freeze torch.backends flags for the whole process when imported (they want the
 # flags() context managers); undo that so the rest of the suite may still set them directly.
 importlib.import_module("torch.testing._internal.common_utils")
-vars(torch.backends)["__allow_nonbracketed_mutation_flag"] = True
+torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = True
+assert not torch.backends.flags_frozen()
 
 from torch.testing._internal.common_utils import TestCase  # noqa: E402
 
