@@ -11,6 +11,8 @@ Input: ``x`` (B, T, F) batch-first and, for padded variable-length batches, ``le
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from torchseq.checks import check_lengths, check_positive_int, check_sequence_input
@@ -49,7 +51,8 @@ class RecurrentClassifier(SequenceClassifier):
     """A :class:`RecurrentEncoder` (RNN, LSTM, GRU; stacked, bidirectional) with a linear head.
 
     ``dropout`` acts between recurrent layers, ``head_dropout`` on the features before the head; see
-    :class:`RecurrentEncoder` for ``pooling`` (``"last"`` or ``"mean"``) and the rest.
+    :class:`RecurrentEncoder` for ``pooling`` (``"last"`` or ``"mean"``), ``cell`` (a stock name, a zoo
+    name or the import path of your own cell) and the rest.
     """
 
     def __init__(
@@ -65,9 +68,10 @@ class RecurrentClassifier(SequenceClassifier):
         impl: str = "custom",
         init: str = "torch",
         head_dropout: float = 0.0,
+        cell_options: dict[str, Any] | None = None,
     ) -> None:
         encoder = RecurrentEncoder(
             input_size, hidden_size, num_layers=num_layers, cell=cell, bidirectional=bidirectional,
-            dropout=dropout, pooling=pooling, impl=impl, init=init,
+            dropout=dropout, pooling=pooling, impl=impl, init=init, cell_options=cell_options,
         )
         super().__init__(encoder, num_outputs, dropout=head_dropout)
