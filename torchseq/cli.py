@@ -36,10 +36,10 @@ the skipped ones; :meth:`TorchseqCLI.instantiate_classes` removes those so check
 What a run writes, in ``runs/<experiment>/<version>/``
 -----------------------------------------------------
 The experiment is the config file's name (``runs/mnist5k_lstm/version_0``) unless ``trainer.logger``
-says otherwise. Inside: ``checkpoints/`` (best and last), ``metrics.csv`` and ``hparams.yaml``
-(CSVLogger), ``config.yaml`` (the full resolved config), ``training_curves.png``,
-``confusion_matrix.png`` (classification configs), ``metrics_summary.json``; the summary is printed at
-the end.
+says otherwise. Inside: ``checkpoints/`` (best and last, each written atomically: see
+:mod:`torchseq.checkpointing`), ``metrics.csv`` and ``hparams.yaml`` (CSVLogger), ``config.yaml`` (the
+full resolved config), ``training_curves.png``, ``confusion_matrix.png`` and ``.json`` (classification
+configs), ``metrics_summary.json``; the summary is printed at the end.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from rich.console import Console
 
 from torchseq.callbacks import MetricsSummary, RNGState, TrainingCurves, render_summary
 from torchseq.callbacks.history import run_dir
+from torchseq.checkpointing import check_checkpoint_file, use_atomic_checkpoints
 from torchseq.checks import check_data_sizes
 
 DATA_ATTRIBUTES = ("input_size", "num_classes", "sequence_length", "image_shape")
@@ -132,6 +133,19 @@ class TorchseqCLI(LightningCLI):
         summary = self.summary_callback
         if summary is not None:
             summary.config_paths = [str(path) for path in self.run_config.get("config") or []]
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads --ckpt_path's hyperparameters here with a bare torch.load: name a cut-off file.
+        ckpt_path = self.config.get(str(self.config.get("subcommand")), {}).get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():
+            check_checkpoint_file(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The configured trainer, writing checkpoints atomically (a kill never leaves half a file)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
 
     @property
     def summary_callback(self) -> MetricsSummary | None:

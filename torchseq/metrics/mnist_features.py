@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from torchseq.checkpointing import atomic_save, load_checkpoint_file
+
 DEFAULT_PATH = Path("runs/feature_net/mnist5k_convnet.pt")
 
 
@@ -99,7 +101,7 @@ def load_or_train_feature_net(
     """The cached feature net at ``path`` and its test accuracy, training and saving it first if missing."""
     path = Path(path)
     if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_checkpoint_file(path, map_location="cpu", weights_only=True)
         net = MNISTFeatureNet(num_features=saved["num_features"])
         net.load_state_dict(saved["state_dict"])
         return net.eval(), float(saved["test_accuracy"])
@@ -110,6 +112,6 @@ def load_or_train_feature_net(
         "test_accuracy": test_accuracy,
         "num_features": net.num_features,
     }
-    torch.save(payload, path)
+    atomic_save(payload, path)  # a run killed while caching must not leave a half-written file
     return net, test_accuracy
 
