@@ -56,9 +56,9 @@ class ExportError(ValueError):
 # torch.export keeps a custom operator as one node (its fake implementation gives the shapes), and the
 # ONNX exporter translates that node into the runtime's fused op (see _onnx_translations).
 
-@functools.lru_cache(maxsize=64)
 def _reference_unroll(kind: str, input_size: int, hidden_size: int, reverse: bool, option: Any) -> Unroll:
-    """A weightless (meta) Unroll of the cell ``kind``, run with real weights by functional_call."""
+    """A weightless (meta) Unroll of the cell ``kind``, run with real weights by functional_call (one a call:
+    functional_call swaps the weights in place, so a shared one would race between serving threads)."""
     cell_class = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}[kind]
     options = {"gru": {"reset_after": option}, "rnn": {"nonlinearity": option}}.get(kind, {})
     return Unroll(cell_class(input_size, hidden_size, device="meta", **options), reverse=reverse)
@@ -306,8 +306,8 @@ def serving_copy(module: nn.Module, *, loop: bool = False) -> nn.Module:
             if front.stateful:
                 raise ExportError(
                     f"{name or type(front).__name__}: stateful=True carries the final state into the next "
-                    "call, which an exported graph cannot keep; export a copy with stateful=False and "
-                    "pass the state as hx"
+                    "call, which an exported graph cannot keep; set stateful=False to export a model that "
+                    "starts every call from a zero state"
                 )
             front.impl = "custom"  # the layer stack, whose Unrolls are replaced below
     for parent in list(served.modules()):
