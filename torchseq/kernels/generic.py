@@ -15,9 +15,11 @@ small shapes is most of the time. Here, on a cell's first call with a given batc
    not reproduce, or whose step draws random numbers, keeps the step-by-step reference (with a warning).
 
 The input projection stays outside (``cell.input_projection`` for all timesteps, differentiated by
-autograd), as in the hand-written kernels. The step graphs depend on shapes other than the time
-dimension, so they are made per cell, batch size, dtype and device and kept on the cell; see
-:func:`prepare`. ``kernels_enabled(False)`` or ``cell.fast_path = False`` keeps the reference.
+autograd), as in the hand-written kernels. A double backward (a gradient penalty) steps ``recur``
+under autograd in the recorded backward, so it is exact too. The step graphs depend on every shape but
+the time dimension, so they are made per cell type and configuration, batch size, dtype and device,
+and shared by the cells that match (:func:`prepare`). ``kernels_enabled(False)`` or
+``cell.fast_path = False`` keeps the reference.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, fx, nn
-from torch.autograd.function import once_differentiable
 
 from torchseq.cells.base import RecurrentCell, State
 from torchseq.kernels.base import last_valid, needs_graph
@@ -301,7 +302,7 @@ def run_generic(
     parameters = [named[name] for name in graphs.parameter_names]
     initial = flat_state(state)
     if needs_graph(pre, *initial, *parameters):
-        sequences = GenericRecurrence.apply(graphs, pre, len(initial), *initial, *parameters)
+        sequences = GenericRecurrence.apply(graphs, cell, pre, len(initial), *initial, *parameters)
     else:
         with torch.no_grad(), plain_interpreter():
             sequences, _ = graphs.forward(pre, initial, parameters, False)
@@ -310,25 +311,52 @@ def run_generic(
 
 
 class GenericRecurrence(torch.autograd.Function):
-    """(graphs, pre (T, B, G), state count, *initial state, *parameters) → each state part over time."""
+    """(graphs, cell, pre (T, B, G), state count, *initial state, *parameters) → each state part over
+    time. A backward that is itself recorded (``create_graph=True``, for a double backward) steps
+    ``recur`` under autograd instead of the graphs, so second derivatives are exact too."""
 
     @staticmethod
-    def forward(ctx, graphs, pre, state_count, *rest):
+    def forward(ctx, graphs, cell, pre, state_count, *rest):
         initial, parameters = list(rest[:state_count]), list(rest[state_count:])
         with plain_interpreter():
             sequences, saved = graphs.forward(pre, initial, parameters, True)
-        ctx.graphs, ctx.saved_steps, ctx.state_count = graphs, saved, state_count
-        ctx.save_for_backward(*parameters)
+        ctx.graphs, ctx.cell, ctx.saved_steps, ctx.state_count = graphs, cell, saved, state_count
+        ctx.save_for_backward(pre, *initial, *parameters)
         return tuple(sequences)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *d_sequences):
-        parameters = list(ctx.saved_tensors)
-        d_sequences = [torch.zeros_like(d) if d is None else d for d in d_sequences]
+        pre, *rest = ctx.saved_tensors
+        initial, parameters = rest[: ctx.state_count], rest[ctx.state_count :]
+        if torch.is_grad_enabled():
+            gradients = recorded_backward(ctx.cell, ctx.graphs.parameter_names, pre, initial, parameters,
+                                          d_sequences)
+            return None, None, *gradients[:1], None, *gradients[1:]
         with plain_interpreter():
-            d_pre, d_initial, d_parameters = ctx.graphs.backward(ctx.saved_steps, d_sequences, parameters)
-        return None, d_pre, None, *d_initial, *d_parameters
+            steps = ctx.saved_steps
+            d_pre, d_initial, d_parameters = ctx.graphs.backward(steps, list(d_sequences), parameters)
+        return None, None, d_pre, None, *d_initial, *d_parameters
+
+
+def recorded_backward(
+    cell: RecurrentCell, names: tuple[str, ...], pre: Tensor, initial: list[Tensor], parameters: list[Tensor],
+    d_sequences: tuple[Tensor, ...],
+) -> list[Tensor | None]:
+    """The gradients of pre, the initial state and the parameters, by stepping ``recur`` on exactly these
+    tensors under autograd, with the graph of the gradients kept (``create_graph``)."""
+    recur = _Recur(cell)
+    values = {f"cell.{name}": parameter for name, parameter in zip(names, parameters, strict=True)}
+    state, parts = list(initial), [[] for _ in initial]
+    for pre_t in pre.unbind(0):
+        state = list(torch.func.functional_call(recur, values, (pre_t, *state)))
+        for part, value in zip(parts, state, strict=True):
+            part.append(value)
+    inputs = [pre, *initial, *parameters]
+    wanted = [i for i in inputs if i.requires_grad]
+    gradients = iter(torch.autograd.grad(
+        [torch.stack(part) for part in parts], wanted, d_sequences, create_graph=True, allow_unused=True
+    ))
+    return [next(gradients) if i.requires_grad else None for i in inputs]
 
 
 def run_parallel_scan(
