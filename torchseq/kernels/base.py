@@ -77,27 +77,35 @@ WIDE_TANH = 8192
 class RecurrentProduct:
     """``rows @ weightᵀ`` for every step of a loop (W_hh h_{t-1} forward, dA W_hh backward), with the weight
     laid out once per call the way a step's GEMM reads it fastest: oneDNN's packed layout for a large
-    float32 weight, a contiguous Wᵀ for a small batch, else the transposed view."""
+    float32 weight, a contiguous Wᵀ for a small batch, else the transposed view.
+
+    ``accumulate(out, rows)`` adds the product into ``out`` in place; ``product(rows, out=…)`` writes it.
+    Both are closures over the operand, chosen once: a step pays one call with positional arguments.
+    """
 
     def __init__(self, weight: Tensor, batch: int, steps: int) -> None:
         self.packed: Tensor | None = None
-        self.operand = weight.t()
+        operand = weight.t()
         if uses_packed_gemm(weight, steps):
             with torch.no_grad():
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), batch)
-        elif batch <= SMALL_BATCH:
-            self.operand = self.operand.contiguous()
+            self.accumulate: Callable[[Tensor, Tensor], Tensor] = self._packed_accumulate
+            self.product: Callable[..., Tensor] = self._packed_product
+            return
+        operand = operand.contiguous() if batch <= SMALL_BATCH else operand
 
-    def accumulate(self, out: Tensor, rows: Tensor) -> Tensor:
-        """out += rows @ weightᵀ, in place."""
-        if self.packed is None:
-            return out.addmm_(rows, self.operand)
+        def accumulate(out: Tensor, rows: Tensor) -> Tensor:
+            return out.addmm_(rows, operand)
+
+        def product(rows: Tensor, out: Tensor) -> Tensor:
+            return torch.mm(rows, operand, out=out)
+
+        self.accumulate, self.product = accumulate, product
+
+    def _packed_accumulate(self, out: Tensor, rows: Tensor) -> Tensor:
         return out.copy_(torch.ops.mkldnn._linear_pointwise.binary(rows, out, self.packed, None, "add"))
 
-    def into(self, out: Tensor, rows: Tensor) -> Tensor:
-        """out = rows @ weightᵀ."""
-        if self.packed is None:
-            return torch.mm(rows, self.operand, out=out)
+    def _packed_product(self, rows: Tensor, out: Tensor) -> Tensor:
         return out.copy_(torch.ops.mkldnn._linear_pointwise(rows, self.packed, None, "none", [], ""))
 
 
@@ -109,17 +117,22 @@ def uses_packed_gemm(weight: Tensor, steps: int) -> bool:
     )
 
 
-def tanh_(x: Tensor) -> Tensor:
-    """tanh in place; as 2σ(2x) − 1 for a wide tensor (:data:`WIDE_TANH`), the same function."""
-    if x.numel() < WIDE_TANH:
-        return x.tanh_()
+def tanh_in_place(elements: int) -> Callable[[Tensor], Tensor]:
+    """tanh in place for a step of this many elements: ``Tensor.tanh_``, or 2σ(2x) − 1 from
+    :data:`WIDE_TANH` (the same function). Chosen once per loop, so a step pays no Python call."""
+    return Tensor.tanh_ if elements < WIDE_TANH else _wide_tanh_
+
+
+def tanh_out(elements: int) -> Callable[..., Tensor]:
+    """``f(x, out=…)``: tanh into ``out`` for a step of this many elements, as :func:`tanh_in_place`."""
+    return torch.tanh if elements < WIDE_TANH else _wide_tanh_out
+
+
+def _wide_tanh_(x: Tensor) -> Tensor:
     return x.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
-def tanh_into(x: Tensor, out: Tensor) -> Tensor:
-    """out = tanh(x); as 2σ(2x) − 1 for a wide tensor (:data:`WIDE_TANH`), the same function."""
-    if x.numel() < WIDE_TANH:
-        return torch.tanh(x, out=out)
+def _wide_tanh_out(x: Tensor, out: Tensor) -> Tensor:
     return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
 
 

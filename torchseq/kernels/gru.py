@@ -53,7 +53,7 @@ from torchseq.kernels.base import (
     project,
     shifted,
     sigmoid_slope,
-    tanh_,
+    tanh_in_place,
     tanh_slope,
     times_previous,
     untracked,
@@ -128,8 +128,9 @@ class ForwardBuffers:
 
     def loop(self, recurrent: RecurrentProduct) -> None:
         """Every step in order, on ``gates`` holding [x_r, x_z, b_hn] and h_0 copied in."""
+        accumulate, tanh_ = recurrent.accumulate, tanh_in_place(self.hs[0].numel())
         for step in self.steps:
-            recurrent.accumulate(step.a, step.h_prev)                               # [a_r, a_z, s_n]
+            accumulate(step.a, step.h_prev)                                         # [a_r, a_z, s_n]
             step.r_z.sigmoid_()                                                     # r, z
             tanh_(torch.addcmul(step.x_n, step.r, step.s_n, out=step.n))            # n = tanh(x_n + r ⊙ s_n)
             torch.sub(step.h_prev, step.n, out=step.difference)
@@ -213,10 +214,11 @@ class BackwardBuffers:
 
     def loop(self, recurrent: RecurrentProduct) -> None:
         """Every step from the last to the first, on ``dhs`` holding the incoming gradients."""
+        accumulate = recurrent.accumulate
         for step in self.steps:
             step.factors.mul_(step.dh_per_gate)                                     # [dâ_r, dâ_z, ds_n, dâ_n]
             step.dh_prev.addcmul_(step.dh, step.z)                                  # dh_{t-1} += dh ⊙ z
-            recurrent.accumulate(step.dh_prev, step.hidden_side)                    # + [dâ_r, …] W_hh
+            accumulate(step.dh_prev, step.hidden_side)                    # + [dâ_r, …] W_hh
 
 
 class GRUInputs(NamedTuple):
@@ -322,10 +324,12 @@ class ResetBeforeForwardBuffers:
 
     def loop(self, recurrent_rz: RecurrentProduct, recurrent_n: RecurrentProduct) -> None:
         """Every step in order, on ``gates`` holding x_t and h_0 copied in."""
+        accumulate_rz, accumulate_n = recurrent_rz.accumulate, recurrent_n.accumulate
+        tanh_ = tanh_in_place(self.hs[0].numel())
         for step in self.steps:
-            recurrent_rz.accumulate(step.r_z, step.h_prev).sigmoid_()               # r, z
+            accumulate_rz(step.r_z, step.h_prev).sigmoid_()                         # r, z
             torch.mul(step.r, step.h_prev, out=step.reset_h)
-            tanh_(recurrent_n.accumulate(step.n, step.reset_h))                    # n = tanh(x_n + W_hn r⊙h)
+            tanh_(accumulate_n(step.n, step.reset_h))                               # n = tanh(x_n + W_hn r⊙h)
             torch.sub(step.h_prev, step.n, out=step.difference)
             torch.addcmul(step.n, step.z, step.difference, out=step.h)              # h_t = n + z ⊙ (h − n)
 
@@ -413,12 +417,13 @@ class ResetBeforeBackwardBuffers:
 
     def loop(self, recurrent_rz: RecurrentProduct, recurrent_n: RecurrentProduct) -> None:
         """Every step from the last to the first, on ``dhs`` holding the incoming gradients."""
+        accumulate_rz, product_n = recurrent_rz.accumulate, recurrent_n.product
         for step in self.steps:
             step.d_z_n.mul_(step.dh_per_gate)                                       # dâ_z, dâ_n
-            recurrent_n.into(step.d_reset_h, step.d_n)                              # d(r ⊙ h_{t-1})
+            product_n(step.d_n, out=step.d_reset_h)                                 # d(r ⊙ h_{t-1})
             step.d_r.mul_(step.d_reset_h)                                           # dâ_r
             step.dh_prev.addcmul_(step.dh, step.z).addcmul_(step.d_reset_h, step.r)
-            recurrent_rz.accumulate(step.dh_prev, step.d_r_z)                       # + [dâ_r, dâ_z] W_{h,rz}
+            accumulate_rz(step.dh_prev, step.d_r_z)                       # + [dâ_r, dâ_z] W_{h,rz}
 
 
 class GRUResetBeforeInputs(NamedTuple):

@@ -58,8 +58,8 @@ from torchseq.kernels.base import (
     project,
     shifted,
     sigmoid_slope,
-    tanh_,
-    tanh_into,
+    tanh_in_place,
+    tanh_out,
     tanh_slope,
     times_previous,
     untracked,
@@ -143,14 +143,16 @@ class ForwardBuffers:
 
     def loop(self, recurrent: RecurrentProduct, projection: RecurrentProduct | None) -> None:
         """Every step in order, on ``pre`` already holding x W_ihᵀ + b and the initial states copied in."""
+        accumulate, elements = recurrent.accumulate, self.cs[0].numel()
+        tanh_gate, tanh_cell = tanh_in_place(elements), tanh_out(elements)
         for step in self.steps:
-            recurrent.accumulate(step.a, step.h_prev)                               # a = pre + W_hh h
+            accumulate(step.a, step.h_prev)                                         # a = pre + W_hh h
             step.o_i_f.sigmoid_()                                                   # o, i, f
-            tanh_(step.g)                                                           # g
+            tanh_gate(step.g)                                                       # g
             torch.mul(step.f, step.c_prev, out=step.c).addcmul_(step.i, step.g)    # c_t = f ⊙ c + i ⊙ g
-            torch.mul(step.o, tanh_into(step.c, out=step.tanh_c), out=step.m)      # m_t = o ⊙ tanh(c_t)
+            torch.mul(step.o, tanh_cell(step.c, out=step.tanh_c), out=step.m)      # m_t = o ⊙ tanh(c_t)
             if projection is not None:
-                projection.into(step.h, step.m)                                     # h_t = W_hr m_t
+                projection.product(step.m, out=step.h)                              # h_t = W_hr m_t
 
 
 def lstm_forward(
@@ -320,10 +322,11 @@ class BackwardBuffers:
     def loop(self, recurrent: RecurrentProduct, projection: RecurrentProduct | None) -> None:
         """Every step from the last to the first, on ``dhs``/``dcs`` holding the incoming gradients and
         ``factors`` the per-step factors."""
+        accumulate = recurrent.accumulate
         for step in self.steps:
-            dm = step.dh if projection is None else projection.into(self.dm, step.dh)  # dm_t = dh_t W_hr
+            dm = step.dh if projection is None else projection.product(step.dh, out=self.dm)  # dh_t W_hr
             step.dc.addcmul_(dm, step.dc_per_dm)                            # dc_t += dm ⊙ o(1 − tanh² c)
             step.d_i_f_g.mul_(step.dc_gates)                                        # dâ_i, dâ_f, dâ_g
             step.d_o.mul_(dm)                                                       # dâ_o
-            recurrent.accumulate(step.dh_prev, step.d_a)                            # dh_{t-1} += dA_t W_hh
+            accumulate(step.dh_prev, step.d_a)                                      # dh_{t-1} += dA_t W_hh
             step.dc_prev.addcmul_(step.dc, step.f)                                  # dc_{t-1} += dc_t ⊙ f_t

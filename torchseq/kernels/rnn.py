@@ -31,7 +31,7 @@ from torchseq.kernels.base import (
     previous_step_gradient,
     project,
     shifted,
-    tanh_,
+    tanh_in_place,
     tanh_slope,
     untracked,
     with_row_in_front,
@@ -70,9 +70,10 @@ class ForwardBuffers:
 
     def loop(self, recurrent: RecurrentProduct, nonlinearity: str) -> None:
         """Every step in order, on ``hs`` holding x W_ihᵀ + b and h_0 copied in."""
-        activation_ = tanh_ if nonlinearity == "tanh" else torch.relu_
+        activation_ = tanh_in_place(self.h_first.numel()) if nonlinearity == "tanh" else torch.relu_
+        accumulate = recurrent.accumulate
         for step in self.steps:
-            activation_(recurrent.accumulate(step.h, step.h_prev))                 # h_t = φ(x_t + W_hh h)
+            activation_(accumulate(step.h, step.h_prev))                            # h_t = φ(x_t + W_hh h)
 
 
 def rnn_forward(
@@ -123,9 +124,10 @@ class BackwardBuffers:
 
     def loop(self, recurrent: RecurrentProduct) -> None:
         """Every step from the last to the first, on ``dhs`` holding the incoming gradients."""
+        accumulate = recurrent.accumulate
         for step in self.steps:
             step.d_a.mul_(step.dh)                                                  # dâ_t = dh_t ⊙ φ'
-            recurrent.accumulate(step.dh_prev, step.d_a)                            # dh_{t-1} += dâ_t W_hh
+            accumulate(step.dh_prev, step.d_a)                            # dh_{t-1} += dâ_t W_hh
 
 
 class RNNInputs(NamedTuple):
