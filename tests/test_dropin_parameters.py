@@ -134,7 +134,7 @@ def test_functional_call_by_torch_names(kind: str, impl: str) -> None:
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_options_set_after_construction_take_effect_at_the_next_call(impl: str) -> None:
-    theirs, ours = pair(nn.GRU, impl, num_layers=2)
+    _, ours = pair(nn.GRU, impl, num_layers=2)
     ours.train()
     quiet = ours(X)[0]
     ours.dropout = 0.5
@@ -161,3 +161,19 @@ def test_parameters_follow_the_module_to_another_dtype_and_through_deepcopy() ->
         twin.weight_hh_l0.zero_()
     assert not torch.allclose(twin(X.float())[0], ours(X.float())[0])
     assert twin.cells[0].weight_hh is twin.weight_hh_l0
+
+
+def test_a_parametrized_cell_of_a_generic_layer_saves_and_loads() -> None:
+    """Where the cells own their parameters (``torchseq.Recurrent``), torch's utilities apply to them."""
+
+    def build() -> torchseq.Recurrent:
+        layer = torchseq.Recurrent(torchseq.LSTMCell, 3, 4, dtype=F64)
+        parametrizations.weight_norm(layer.cells[0], "weight_hh")
+        return layer
+
+    torch.manual_seed(4)
+    ours, other = build(), build()
+    assert "stack.layers.0.cell.parametrizations.weight_hh.original0" in ours.state_dict()
+    assert not torch.allclose(ours(X)[0], other(X)[0])
+    other.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(other(X)[0], ours(X)[0], rtol=0, atol=0)

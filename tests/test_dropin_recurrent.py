@@ -103,3 +103,10 @@ def test_bad_cell_classes_and_fused_requests_are_refused() -> None:
     layer = torchseq.Recurrent(LeakyRNNCell, 3, 4)
     with pytest.raises(TypeError, match=r"to_torch: no torch.nn module computes this layer"):
         layer.to_torch()
+
+
+def test_the_repr_names_the_cell_class_of_a_generic_layer_only() -> None:
+    assert torchseq.Recurrent(LeakyRNNCell, 3, 4, num_layers=2).extra_repr() == \
+        "LeakyRNNCell, 3, 4, num_layers=2, impl='custom'"
+    assert torchseq.GRU(3, 4, dropout=0.5, num_layers=2).extra_repr() == \
+        "3, 4, num_layers=2, impl='custom', dropout=0.5"

@@ -311,7 +311,8 @@ class Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         config = self.config
-        options = [f"{config.input_size}, {config.hidden_size}", f"num_layers={config.num_layers}",
+        cell = f"{self.cell_class.__name__}, " if type(self) is Recurrent else ""  # a front's name says it
+        options = [f"{cell}{config.input_size}, {config.hidden_size}", f"num_layers={config.num_layers}",
                    f"impl={config.impl!r}"]
         for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
                               ("bidirectional", False), ("merge_mode", "concat"), ("go_backwards", False),
