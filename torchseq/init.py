@@ -18,7 +18,6 @@ orthonormal, i.e. the columns of our (G·H, H) ``weight_hh`` — again what ``or
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 from torch import nn
@@ -26,7 +25,6 @@ from torch import nn
 from torchseq.checks import check_choice
 
 INIT_SCHEMES = ("torch", "xavier", "keras")
-check_init_name = partial(check_choice, "init", allowed=INIT_SCHEMES)
 
 
 @torch.no_grad()

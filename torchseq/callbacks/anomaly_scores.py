@@ -16,7 +16,8 @@ import torch
 from matplotlib.figure import Figure
 
 from torchseq.callbacks.history import run_dir
-from torchseq.callbacks.image_grids import evaluating, require_methods
+from torchseq.callbacks.image_grids import require_methods
+from torchseq.modes import evaluating
 
 
 def point_scores(window_scores: np.ndarray, starts: np.ndarray, window: int, length: int) -> np.ndarray:

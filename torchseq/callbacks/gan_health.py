@@ -30,7 +30,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from torchseq.callbacks.history import epoch_metrics
-from torchseq.callbacks.image_grids import evaluating, require_methods
+from torchseq.callbacks.image_grids import require_methods
+from torchseq.modes import evaluating
 
 
 def mean_pairwise_distance(images: Tensor) -> float:

@@ -31,12 +31,13 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from torchseq.callbacks.image_grids import evaluating, require_methods
+from torchseq.callbacks.image_grids import require_methods
 from torchseq.checks import check_choice
 from torchseq.metrics.class_coverage import ClassCoverage
 from torchseq.metrics.frechet import FeatureFrechetDistance
 from torchseq.metrics.memorisation import nearest_neighbour_distances
 from torchseq.metrics.mnist_features import DEFAULT_PATH, FrozenFeatures, load_or_train_feature_net
+from torchseq.modes import evaluating
 
 
 class SampleQuality(L.Callback):

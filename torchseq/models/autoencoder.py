@@ -20,7 +20,7 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice
+from torchseq.checks import check_choice, check_positive_int
 
 ARCHITECTURES = ("dense", "conv")
 ImageShape = tuple[int, int, int]
@@ -139,8 +139,7 @@ def make_encoder_decoder(
     dense layer of ``hidden_sizes[0]`` units.
     """
     check_choice("architecture", architecture, ARCHITECTURES)
-    if not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
+    check_positive_int("latent_dim", latent_dim)
     if not hidden_sizes:
         raise ValueError("hidden_sizes: expected at least one hidden width, got an empty sequence")
     if architecture == "dense":

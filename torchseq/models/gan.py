@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torchseq.checks import check_choice
+from torchseq.checks import check_choice, check_positive_int
 
 OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -80,8 +80,7 @@ class ImageGenerator(nn.Module):
     def __init__(self, image_shape: Sequence[int], latent_dim: int, output_activation: str) -> None:
         super().__init__()
         check_choice("output_activation", output_activation, tuple(OUTPUT_ACTIVATIONS))
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
+        check_positive_int("latent_dim", latent_dim)
         self.latent_dim, self.output_activation = latent_dim, output_activation
         self.image_shape = tuple(int(size) for size in image_shape)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from torchseq.checks import IntOptionError, check_bool, check_choice, check_positive_int
 from torchseq.compat import TORCH_OPTIONS
-from torchseq.init import check_init_name
+from torchseq.init import INIT_SCHEMES
 from torchseq.recurrent.bidirectional import MERGE_MODES
 
 IMPLS = ("custom", "fused")
@@ -70,7 +70,7 @@ class RecurrentConfig:
             raise ValueError(
                 f"merge_mode: {self.merge_mode!r} needs bidirectional=True (got bidirectional=False)"
             )
-        check_init_name(self.init)
+        check_choice("init", self.init, INIT_SCHEMES)
         check_choice("impl", self.impl, IMPLS)
         object.__setattr__(self, "dropout", float(self.dropout))
         object.__setattr__(self, "recurrent_bias", self.bias and self.recurrent_bias)

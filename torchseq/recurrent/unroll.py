@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from torchseq.cells.base import RecurrentCell, State
 from torchseq.kernels import find_kernel
+from torchseq.masks import lengths_mask
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -33,7 +34,7 @@ def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
 
 def step_mask(lengths: Tensor, steps: int, device: torch.device) -> Tensor:
     """(T, B, 1) boolean: True where timestep t is inside sequence b."""
-    return (torch.arange(steps, device=device).unsqueeze(1) < lengths.to(device).unsqueeze(0)).unsqueeze(-1)
+    return lengths_mask(lengths, steps, device).t().unsqueeze(-1)
 
 
 def keep_where(mask: Tensor, new: State, old: State) -> State:

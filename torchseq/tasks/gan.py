@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchseq.checks import check_positive_int
 from torchseq.models.autoencoder import ImageShape
 from torchseq.models.gan import ImageGenerator
 
@@ -62,8 +63,7 @@ class GANTask(L.LightningModule):
         d_steps_per_g_step: int = 1,
     ) -> None:
         super().__init__()
-        if not isinstance(d_steps_per_g_step, int) or d_steps_per_g_step < 1:
-            raise ValueError(f"d_steps_per_g_step: expected a positive int, got {d_steps_per_g_step!r}")
+        check_positive_int("d_steps_per_g_step", d_steps_per_g_step)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = generator(tuple(image_shape))
