@@ -33,7 +33,7 @@ ENVIRONMENT = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
 # -- a run killed at random moments ends where the uninterrupted run ends -----------------------------
-EPOCHS = 6
+EPOCHS = 10  # two kills, each within at most 4 epochs of a (re)start, leave epochs to resume
 
 
 def fit_command(save_dir: Path, *extra: str) -> list[str]:
@@ -59,17 +59,21 @@ def saves_seen(path: Path) -> tuple[int, int] | None:
     return status.st_ino, status.st_mtime_ns
 
 
-def run_and_kill(command: list[str], last: Path, after_saves: int, delay: float) -> int:
-    """Start ``command``; SIGKILL it ``delay`` s after it has written ``last`` ``after_saves`` more times.
-    Returns the exit code (-9 when the kill landed, 0 when the run finished first)."""
+def run_and_kill(command: list[str], last: Path, after_saves: int, fraction: float) -> int:
+    """Start ``command``; SIGKILL it once it has written ``last`` ``after_saves`` more times (≥ 2), a
+    ``fraction`` of the time between its last two saves later: a random moment inside the next epoch,
+    however fast or slow the machine is. Returns the exit code (-9 when the kill landed, 0 when the run
+    finished first)."""
     process = subprocess.Popen(command, env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    seen, saves = saves_seen(last), 0
+    seen, saves, save_times = saves_seen(last), 0, []
     while saves < after_saves and process.poll() is None:
-        time.sleep(0.005)
+        time.sleep(0.002)
         now = saves_seen(last)
         if now != seen:
             seen, saves = now, saves + 1
-    time.sleep(delay)
+            save_times.append(time.monotonic())
+    if len(save_times) >= 2:
+        time.sleep(fraction * (save_times[-1] - save_times[-2]))
     process.send_signal(signal.SIGKILL)
     _, errors = process.communicate(timeout=600)
     if process.returncode not in (0, -signal.SIGKILL):
@@ -88,16 +92,16 @@ def test_a_run_killed_at_random_moments_and_resumed_ends_with_the_uninterrupted_
     last = interrupted / "checkpoints" / "last.ckpt"
     command = fit_command(interrupted, "--ckpt_path", "last")  # "last": none yet means a fresh start
     kills = []
-    for _ in range(2):  # each kill lands in a random epoch after 1 or 2 new checkpoints, at a random moment
-        after_saves, delay = draw.randrange(1, 3), draw.uniform(0.0, 0.5)
-        code = run_and_kill(command, last, after_saves, delay)
-        kills.append((after_saves, round(delay, 3), code, torch.load(last, weights_only=True)["epoch"]))
+    for _ in range(2):  # each kill lands after 2 or 3 new checkpoints, at a random moment of the next epoch
+        after_saves, fraction = draw.randrange(2, 4), draw.random()
+        code = run_and_kill(command, last, after_saves, fraction)
+        kills.append((after_saves, round(fraction, 3), code, torch.load(last, weights_only=True)["epoch"]))
     finished = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
     _, errors = whole.communicate(timeout=600)
     assert whole.returncode == 0, errors.decode()[-3000:]
 
-    context = f"seed {seed}; kills (saves waited for, delay s, exit code, epoch of last.ckpt): {kills}"
+    context = f"seed {seed}; kills (saves waited for, epoch fraction, exit code, epoch of last.ckpt): {kills}"
     print(context)
     # At least one run was killed mid-training and its successor resumed from a checkpoint.
     assert any(code == -signal.SIGKILL and epoch < EPOCHS - 1 for *_, code, epoch in kills), context
