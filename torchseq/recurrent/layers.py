@@ -26,6 +26,7 @@ The options in :data:`~torchseq.recurrent.config.MUTABLE_OPTIONS` may be set on 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -69,20 +70,6 @@ class Recurrent(nn.Module):
     ``cell_options`` go to every cell's constructor, after ``(input_size, hidden_size, bias)`` and the
     keywords ``init``, ``recurrent_bias``, ``device`` and ``dtype``.
     """
-
-    input_size = _option("input_size")
-    hidden_size = _option("hidden_size")
-    num_layers = _option("num_layers")
-    bias = _option("bias")
-    batch_first = _option("batch_first")
-    dropout = _option("dropout")
-    bidirectional = _option("bidirectional")
-    merge_mode = _option("merge_mode")
-    go_backwards = _option("go_backwards")
-    stateful = _option("stateful")
-    check_finite = _option("check_finite")
-    init = _option("init")
-    recurrent_bias = _option("recurrent_bias")
 
     def __init__(
         self,
@@ -320,3 +307,10 @@ class Recurrent(nn.Module):
             if getattr(config, name) != default:
                 options.append(f"{name}={getattr(config, name)!r}")
         return ", ".join(options)
+
+
+# ``layer.<option>`` for every option of the config, so the list is written once, in RecurrentConfig
+# (``impl`` has its own property above; ``cell_options`` are read from the config).
+for _field in dataclasses.fields(RecurrentConfig):
+    if _field.name not in ("impl", "cell_options"):
+        setattr(Recurrent, _field.name, _option(_field.name))
