@@ -18,9 +18,10 @@ orthonormal, i.e. the columns of our (G·H, H) ``weight_hh`` — again what ``or
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from torchseq.checks import check_choice
 
@@ -51,3 +52,22 @@ def initialise_cell_(cell: nn.Module, init: str) -> None:
     forget_gate = getattr(cell, "forget_gate_index", None)
     if init == "keras" and forget_gate is not None and cell.bias_ih is not None:
         cell.bias_ih[forget_gate * hidden_size : (forget_gate + 1) * hidden_size] = 1.0
+
+
+def initialise_input_side_(
+    weight_ih: Tensor, biases: Iterable[Tensor | None], hidden_size: int, init: str
+) -> None:
+    """W_ih and the biases of a cell whose recurrent weight has a scheme of its own (IndRNN, minGRU,
+    minLSTM): torch's U(±1/√H) for all of them, or Glorot-uniform W_ih and zero biases (xavier, keras)."""
+    check_choice("init", init, INIT_SCHEMES)
+    bound = 1.0 / hidden_size**0.5
+    with torch.no_grad():
+        if init == "torch":
+            nn.init.uniform_(weight_ih, -bound, bound)
+        else:
+            nn.init.xavier_uniform_(weight_ih)
+        for bias in biases:
+            if bias is not None and init == "torch":
+                nn.init.uniform_(bias, -bound, bound)
+            elif bias is not None:
+                nn.init.zeros_(bias)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from torchseq.cells.base import RecurrentCell
+from torchseq.init import initialise_input_side_
 
 NONLINEARITIES = ("relu", "tanh")
 
@@ -43,20 +44,9 @@ class IndRNNCell(RecurrentCell):
         return self.hidden_size
 
     def reset_parameters(self, init: str | None = None) -> None:
-        scheme = init or self.init
-        if scheme not in ("torch", "xavier", "keras"):
-            raise ValueError(f"init: expected one of ('torch', 'xavier', 'keras'), got {scheme!r}")
-        bound = 1.0 / self.hidden_size**0.5
+        initialise_input_side_(self.weight_ih, (self.bias_ih, self.bias_hh), self.hidden_size,
+                               init or self.init)
         with torch.no_grad():
-            if scheme == "torch":
-                nn.init.uniform_(self.weight_ih, -bound, bound)
-            else:
-                nn.init.xavier_uniform_(self.weight_ih)
-            for b in (self.bias_ih, self.bias_hh):
-                if b is not None and scheme == "torch":
-                    nn.init.uniform_(b, -bound, bound)
-                elif b is not None:
-                    nn.init.zeros_(b)
             nn.init.uniform_(self.weight_hh, 0.0, 1.0)
 
     def recur(self, projected_input: Tensor, h: Tensor) -> Tensor:

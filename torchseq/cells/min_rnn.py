@@ -4,10 +4,11 @@ linear recurrence h_t = a_t ⊙ h_{t-1} + b_t, computed for all t at once by a s
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from torchseq.cells.base import RecurrentCell
+from torchseq.init import initialise_input_side_
 
 
 def g(x: Tensor) -> Tensor:
@@ -55,19 +56,7 @@ class MinimalCell(RecurrentCell):
         return self.hidden_size
 
     def reset_parameters(self, init: str | None = None) -> None:
-        scheme = init or self.init
-        if scheme not in ("torch", "xavier", "keras"):
-            raise ValueError(f"init: expected one of ('torch', 'xavier', 'keras'), got {scheme!r}")
-        bound = 1.0 / self.hidden_size**0.5
-        with torch.no_grad():
-            if scheme == "torch":
-                nn.init.uniform_(self.weight_ih, -bound, bound)
-            else:
-                nn.init.xavier_uniform_(self.weight_ih)
-            if self.bias_ih is not None and scheme == "torch":
-                nn.init.uniform_(self.bias_ih, -bound, bound)
-            elif self.bias_ih is not None:
-                nn.init.zeros_(self.bias_ih)
+        initialise_input_side_(self.weight_ih, (self.bias_ih,), self.hidden_size, init or self.init)
 
     def coefficients_in_log_space(self, projected: Tensor) -> tuple[Tensor, Tensor]:
         """(log a_t, log b_t) of the linear recurrence, from the projected input (T, B, G·H)."""
