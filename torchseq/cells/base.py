@@ -93,6 +93,13 @@ class RecurrentCell(nn.Module):
     def initial_state(self, batch_size: int, like: Tensor) -> State:
         return like.new_zeros(batch_size, self.output_size)
 
+    @property
+    def computes_as(self) -> type[RecurrentCell]:
+        """The cell class whose formulas this cell computes now: its own type, except for a cell that
+        wraps a built-in one and currently adds nothing to it (a regulariser in ``eval()``), which
+        names that built-in class so that its hand-written kernel runs it."""
+        return type(self)
+
     @staticmethod
     def hidden(state: State) -> Tensor:
         """The part of the state that is the cell's output, h."""

@@ -95,6 +95,13 @@ class RecurrentRegularization:
                                   or self.zoneout > 0 or self.zoneout_cell > 0)
 
     @property
+    def computes_as(self) -> type[RecurrentCell]:
+        """With no mask active, the plain cell this one regularises (so its kernel, if built in, runs)."""
+        if self.regularizes:
+            return type(self)
+        return next(base for base in type(self).__mro__ if not issubclass(base, RecurrentRegularization))
+
+    @property
     def fast_path(self) -> bool:
         # A traced step would replay one fixed draw of the masks, so training runs the reference.
         return self._fast_path_allowed and not self.regularizes
@@ -127,7 +134,7 @@ class RecurrentRegularization:
         if self.training and self.recurrent_dropout > 0:
             mask = self._hidden_mask
             h = self.hidden(state)
-            if mask is None or mask.shape[0] != h.shape[0]:
+            if mask is None or mask.shape[-2] != h.shape[0]:  # (B, H), or (G, B, H): one per gate
                 raise RuntimeError(f"recurrent_dropout: call begin_sequence({h.shape[0]}, like) before the "
                                    "first step of a sequence (layers do it in input_projection)")
             read = (h * mask, *state[1:]) if isinstance(state, tuple) else h * mask

@@ -12,6 +12,8 @@ Keras conventions kept here:
   Keras' parameters: *one* bias per gate (``recurrent_bias=False``), except the GRU with
   ``reset_after=True`` whose Keras bias has an input row and a recurrent row;
 - ``dropout`` on the inputs with one mask per call, shared by every timestep (as Keras' RNN cells);
+- ``recurrent_dropout`` on h_{t-1}, one mask per call as well; then, as Keras 3 does, the LSTM and GRU
+  draw one mask per gate for h_{t-1} and for the input (see :mod:`torchseq.keras.dropout`);
 - ``go_backwards`` (outputs in processing order), ``stateful`` (+ :meth:`reset_states`);
 - masking: ``mask`` (B, T) as Keras' ``Masking`` layer makes it (see :mod:`torchseq.keras.masking`). A
   masked step keeps the state; it outputs the previous step's output, or zeros inside ``Bidirectional``
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from torchseq.checks import check_choice
+from torchseq.keras.dropout import GRUWithKerasDropout, LSTMWithKerasDropout, RNNWithKerasDropout
 from torchseq.keras.masking import carry_last_output, lengths_from_mask
 from torchseq.masks import lengths_mask
 from torchseq.recurrent import GRU as CoreGRU
@@ -114,11 +117,14 @@ class KerasRecurrent(KerasLayer, nn.Module):
     core: RecurrentLayers
     merge_mode: str | None = "concat"
 
-    def __init__(self, *, dropout: float, return_sequences: bool, return_state: bool) -> None:
+    def __init__(
+        self, *, dropout: float, return_sequences: bool, return_state: bool, recurrent_dropout: float = 0.0
+    ) -> None:
         super().__init__()
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if not 0.0 <= float(rate) < 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1), got {rate!r}")
+        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
         self.return_sequences = return_sequences
         self.return_state = return_state
 
@@ -151,7 +157,9 @@ class KerasRecurrent(KerasLayer, nn.Module):
             if lengths is not None:
                 raise ValueError("mask: expected mask or lengths, got both")
             lengths = lengths_from_mask(mask, inputs)
-        dropped = time_shared_dropout(inputs, self.dropout, self.training)
+        # With recurrent_dropout the cells draw the input masks too (one per gate, as Keras 3).
+        in_layer = 0.0 if self.recurrent_dropout else self.dropout
+        dropped = time_shared_dropout(inputs, in_layer, self.training)
         output, final = self.core(dropped, self._core_state(initial_state), lengths)
         states = final if isinstance(final, tuple) else (final,)                   # each (D, B, H)
         if self.return_sequences:
@@ -214,6 +222,8 @@ class Recurrent(KerasRecurrent):
     """
 
     core_class: ClassVar[type[RecurrentLayers]]
+    #: The core whose cells draw Keras' masks themselves (used when ``recurrent_dropout > 0``).
+    dropout_core_class: ClassVar[type[RecurrentLayers]]
 
     def __init__(
         self,
@@ -222,13 +232,22 @@ class Recurrent(KerasRecurrent):
         *,
         use_bias: bool = True,
         dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
         return_sequences: bool = False,
         return_state: bool = False,
         go_backwards: bool = False,
         stateful: bool = False,
         **torchseq_options: Any,
     ) -> None:
-        super().__init__(dropout=dropout, return_sequences=return_sequences, return_state=return_state)
+        super().__init__(
+            dropout=dropout,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            recurrent_dropout=recurrent_dropout,
+        )
+        if self.recurrent_dropout > 0:  # the cells draw both kinds of masks, per gate as Keras does
+            torchseq_options |= {"recurrent_dropout": self.recurrent_dropout, "input_dropout": self.dropout}
+            self.core_class = self.dropout_core_class  # type: ignore[misc]
         self.use_bias = use_bias
         #: Everything needed to build the core again, e.g. bidirectional inside :class:`Bidirectional`.
         self.core_options: dict[str, Any] = {
@@ -256,6 +275,8 @@ class Recurrent(KerasRecurrent):
                 options.append(f"{name}=True")
         if self.dropout:
             options.append(f"dropout={self.dropout}")
+        if self.recurrent_dropout:
+            options.append(f"recurrent_dropout={self.recurrent_dropout}")
         return ", ".join(options)
 
 
@@ -264,6 +285,7 @@ class SimpleRNN(Recurrent):
 
     keras_class = "SimpleRNN"
     core_class = CoreRNN
+    dropout_core_class = RNNWithKerasDropout
 
     def __init__(self, input_size: int, units: int, activation: str = "tanh", **options: Any) -> None:
         check_choice("activation", activation, ("tanh", "relu"))
@@ -275,6 +297,7 @@ class LSTM(Recurrent):
 
     keras_class = "LSTM"
     core_class = CoreLSTM
+    dropout_core_class = LSTMWithKerasDropout
 
 
 class GRU(Recurrent):
@@ -282,6 +305,7 @@ class GRU(Recurrent):
 
     keras_class = "GRU"
     core_class = CoreGRU
+    dropout_core_class = GRUWithKerasDropout
 
     def __init__(self, input_size: int, units: int, reset_after: bool = True, **options: Any) -> None:
         super().__init__(input_size, units, reset_after=reset_after, **options)
@@ -314,7 +338,10 @@ class Bidirectional(KerasRecurrent):
         if layer.core.go_backwards:
             raise ValueError("layer: expected go_backwards=False (Bidirectional adds the backward direction)")
         super().__init__(
-            dropout=layer.dropout, return_sequences=layer.return_sequences, return_state=layer.return_state
+            dropout=layer.dropout,
+            return_sequences=layer.return_sequences,
+            return_state=layer.return_state,
+            recurrent_dropout=layer.recurrent_dropout,
         )
         self.layer_class = type(layer)
         self.merge_mode = merge_mode

@@ -19,7 +19,8 @@ from torchseq.kernels.rnn import run_rnn
 #: x (T, B, I), initial state, lengths | None → outputs (T, B, H_out) unmasked, final state.
 Kernel = Callable[[Tensor, State, Tensor | None], tuple[Tensor, State]]
 
-# Exact types: a subclass may override ``recur`` with other formulas, so it keeps the reference path.
+# Exact types (``cell.computes_as``): a subclass may override ``recur`` with other formulas, so it takes
+# the generic path unless it says it computes a built-in cell's formulas now.
 KERNELS: dict[type[RecurrentCell], Callable[..., tuple[Tensor, State]]] = {
     LSTMCell: run_lstm,
     GRUCell: run_gru,
@@ -43,7 +44,7 @@ def find_kernel(cell: RecurrentCell, x: Tensor) -> Kernel | None:
     if (not _enabled or x.dtype not in DTYPES or x.shape[1] == 0 or torch.compiler.is_compiling()
             or functorch_is_active()):
         return None
-    run = KERNELS.get(type(cell))
+    run = KERNELS.get(cell.computes_as)
     if run is not None:
         return partial(run, cell)
     return generic_kernel(cell, x)
