@@ -24,11 +24,12 @@ from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
 
-def small_gan(d_steps_per_g_step: int = 1) -> GANTask:
+def small_gan(d_steps_per_g_step: int = 1, generator_ema_decay: float | None = None) -> GANTask:
     return GANTask(
         partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
         partial(MLPDiscriminator, hidden_sizes=(32, 16)),
         d_steps_per_g_step=d_steps_per_g_step,
+        generator_ema_decay=generator_ema_decay,
     )
 
 
@@ -79,8 +80,57 @@ def test_losses_are_logged_and_finite(tmp_path) -> None:
     assert samples.shape == (5, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
 
 
+class RecordGeneratorAfterEachStep(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.snapshots = getattr(self, "snapshots", [])
+        self.snapshots.append({k: v.clone() for k, v in pl_module.generator.state_dict().items()})
+
+
+def test_generator_ema_is_the_moving_average_of_every_generator_step_and_draws_the_samples(tmp_path) -> None:
+    L.seed_everything(0)
+    decay, recorder = 0.75, RecordGeneratorAfterEachStep()
+    task = small_gan(1, generator_ema_decay=decay)
+    tiny_trainer(tmp_path, max_epochs=1, callbacks=[recorder], limit_val_batches=0).fit(
+        task, TinyImages(size=64)
+    )
+    assert len(recorder.snapshots) == int(task.g_steps) == 4
+    expected = dict(recorder.snapshots[0])  # the first step copies, later ones blend
+    for snapshot in recorder.snapshots[1:]:
+        expected = {
+            k: decay * v + (1 - decay) * snapshot[k] if v.is_floating_point() else v
+            for k, v in expected.items()
+        }
+    averaged = task.generator_ema.module.state_dict()
+    for key, value in expected.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(averaged[key], value, rtol=1e-6, atol=1e-7, msg=key)
+    assert not torch.equal(averaged["net.0.weight"], task.generator.state_dict()["net.0.weight"])
+    noise = torch.randn(6, task.latent_dim)
+    task.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            task.sample(noise), task.generator.to_unit_interval(task.generator_ema.module(noise))
+        )
+    assert all(not p.requires_grad for p in task.generator_ema.parameters())
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 2])
+def test_generator_ema_decay_outside_0_1_is_refused(decay) -> None:
+    with pytest.raises(
+        ValueError, match=rf"generator_ema_decay: expected None or a float in \[0, 1\), got {decay}"
+    ):
+        small_gan(1, generator_ema_decay=decay)
+
+
 TASKS = {
     "gan": lambda: small_gan(2),
+    "gan_with_ema": lambda: small_gan(1, generator_ema_decay=0.9),
+    "gan_with_diff_augment": lambda: GANTask(
+        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
+        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
+        augment_translation=0.125,
+        augment_cutout=0.5,
+    ),
     "conditional_gan": lambda: ConditionalGANTask(
         partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
         partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
@@ -130,3 +180,22 @@ def test_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path, name: str) 
 def test_gan_task_checks_the_ratio() -> None:
     with pytest.raises(ValueError, match=r"d_steps_per_g_step: expected a positive int, got 0"):
         small_gan(0)
+
+
+def test_diff_augment_reaches_the_discriminator_in_training_only(tmp_path) -> None:
+    L.seed_everything(0)
+    task = GANTask(
+        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
+        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
+        augment_translation=0.125,
+        augment_cutout=0.5,
+    )
+    assert task.augment.fill == -1.0  # the tanh generator's background
+    seen: list[str] = []
+    task.augment.register_forward_hook(lambda module, args, out: seen.append(task.trainer.state.stage.value))
+    tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1).fit(
+        task, TinyImages(size=64)
+    )
+    assert seen.count("train") == 2 * 3  # real and fake in D's step, fake in G's step, for 2 batches
+    assert "validate" not in seen and "sanity_check" not in seen
+    assert isinstance(small_gan().augment, torch.nn.Identity)

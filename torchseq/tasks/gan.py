@@ -14,6 +14,18 @@ advances it by 2 when both networks step and by 1 when only the discriminator do
 Prefer ``max_epochs`` for GANs.
 
 The step counters are buffers, so they are saved in checkpoints and the ratio carries on after resume.
+**Generator EMA.** With ``generator_ema_decay = β`` the task also keeps an exponential moving average
+of the generator's weights and BatchNorm statistics (``torch.optim.swa_utils.AveragedModel``), updated
+after every generator step: θ_EMA ← β·θ_EMA + (1 − β)·θ. Training uses the raw generator; everything
+that *draws* images (:meth:`sample`, :meth:`forward`, so the grids, the sample-quality metrics,
+``torchseq sample`` and export) uses the average, which smooths out the oscillation of adversarial
+training. The average lives in the state dict (``generator_ema.*``), so it resumes exactly.
+
+**Differentiable augmentation.** ``augment_translation`` / ``augment_cutout`` > 0 make the discriminator
+see every training image — real, and generated in both networks' steps — randomly shifted and with a
+square cut out (:class:`~torchseq.models.diff_augment.DiffAugment`), which keeps it from memorising a
+small training set. Validation and test show it the images as they are.
+
 Logged: ``train/d_loss``, ``train/g_loss`` (step and epoch), ``train/d_real``, ``train/d_fake`` (mean
 probability the discriminator gives real and generated images); the same ``val/d_*`` and ``test/d_*``
 on held-out images, whose validation and test loops are also where
@@ -29,9 +41,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from torchseq.checks import check_positive_int
 from torchseq.models.autoencoder import ImageShape
+from torchseq.models.diff_augment import DiffAugment
 from torchseq.models.gan import ImageGenerator
 
 
@@ -51,6 +65,12 @@ class GANTask(L.LightningModule):
             the TensorFlow tutorial uses 1e-4 with Adam's default betas).
         betas: Adam betas of both optimizers.
         d_steps_per_g_step: discriminator steps per generator step (≥ 1).
+        generator_ema_decay: β of the generator's moving average that draws the samples, in [0, 1)
+            (e.g. 0.999); None: samples come from the trained generator itself.
+        augment_translation: largest random shift of the images D trains on, as a fraction of their size
+            (0: none; DiffAugment uses 0.125).
+        augment_cutout: side of the square cut out of the images D trains on, as a fraction of their
+            size (0: none; DiffAugment uses 0.5).
     """
 
     def __init__(
@@ -61,13 +81,33 @@ class GANTask(L.LightningModule):
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         d_steps_per_g_step: int = 1,
+        generator_ema_decay: float | None = None,
+        augment_translation: float = 0.0,
+        augment_cutout: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive_int("d_steps_per_g_step", d_steps_per_g_step)
+        if generator_ema_decay is not None and not 0.0 <= generator_ema_decay < 1.0:
+            raise ValueError(
+                f"generator_ema_decay: expected None or a float in [0, 1), got {generator_ema_decay!r}"
+            )
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.generator = generator(tuple(image_shape))
         self.discriminator = discriminator(tuple(image_shape))
+        self.generator_ema = (
+            None
+            if generator_ema_decay is None
+            else AveragedModel(
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(generator_ema_decay), use_buffers=True
+            ).requires_grad_(False)  # updated in place, never trained
+        )
+        background = float(self.generator.from_unit_interval(torch.zeros(())))
+        self.augment = (
+            DiffAugment(augment_translation, augment_cutout, fill=background)
+            if augment_translation or augment_cutout
+            else nn.Identity()
+        )
         self.register_buffer("d_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
 
@@ -75,9 +115,14 @@ class GANTask(L.LightningModule):
     def latent_dim(self) -> int:
         return self.generator.latent_dim
 
+    @property
+    def drawing_generator(self) -> nn.Module:
+        """The generator that draws samples: the moving average when there is one, else the generator."""
+        return self.generator if self.generator_ema is None else self.generator_ema.module
+
     def forward(self, noise: Tensor) -> Tensor:
         """Noise (B, latent_dim) → generated images in the generator's output range."""
-        return self.generator(noise)
+        return self.drawing_generator(noise)
 
     # -- what a conditional task overrides (unconditional: no labels, no extra random draws) ---------
     def real_conditions(self, batch: Sequence[Tensor]) -> Tensor | None:
@@ -103,10 +148,12 @@ class GANTask(L.LightningModule):
         fake_conditions: Tensor | None = None,
     ) -> Tensor:
         """½·[BCE(D(real), 1) + BCE(D(fake), 0)]; logs it and the mean probabilities D gives each half."""
+        training, batch_size = stage == "train", len(real)
+        if training:
+            real, fake = self.augment(real), self.augment(fake)
         real_logits = self.discriminate(real, real_conditions)
         fake_logits = self.discriminate(fake, fake_conditions)
         loss = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
-        training, batch_size = stage == "train", len(real)
         self.log(
             f"{stage}/d_loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=batch_size
         )
@@ -136,11 +183,13 @@ class GANTask(L.LightningModule):
             with self.toggled_optimizer(g_optimizer):
                 conditions = self.fake_conditions(batch_size)
                 fake = self.generate(self._noise(batch_size), conditions)
-                g_loss = _bce(self.discriminate(fake, conditions), 1.0)  # −log D(G(z))
+                g_loss = _bce(self.discriminate(self.augment(fake), conditions), 1.0)  # −log D(G(z))
                 g_optimizer.zero_grad()
                 self.manual_backward(g_loss)
                 g_optimizer.step()
             self.g_steps += 1
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
             self.log(
                 "train/g_loss", g_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
             )
@@ -172,8 +221,8 @@ class GANTask(L.LightningModule):
 
     # -- what the image callbacks call ------------------------------------------------------------
     def sample(self, noise: Tensor) -> Tensor:
-        """Images in [0, 1] generated from ``noise`` (B, latent_dim)."""
-        return self.generator.to_unit_interval(self.generator(noise))
+        """Images in [0, 1] drawn from ``noise`` (B, latent_dim) by :attr:`drawing_generator`."""
+        return self.generator.to_unit_interval(self(noise))
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
@@ -203,6 +252,9 @@ class ConditionalGANTask(GANTask):
         lr: float = 2e-4,
         betas: tuple[float, float] = (0.5, 0.999),
         d_steps_per_g_step: int = 1,
+        generator_ema_decay: float | None = None,
+        augment_translation: float = 0.0,
+        augment_cutout: float = 0.0,
     ) -> None:
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes: expected an int ≥ 2, got {num_classes!r}")
@@ -213,6 +265,9 @@ class ConditionalGANTask(GANTask):
             lr,
             betas,
             d_steps_per_g_step,
+            generator_ema_decay,
+            augment_translation,
+            augment_cutout,
         )
         self.save_hyperparameters()
         self.num_classes = num_classes
@@ -231,7 +286,8 @@ class ConditionalGANTask(GANTask):
 
     def forward(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise (B, latent_dim) and labels (B,) → generated images in the generator's output range."""
-        return self.generator(noise, self.cycled_labels(len(noise)) if labels is None else labels)
+        labels = self.cycled_labels(len(noise)) if labels is None else labels
+        return self.drawing_generator(noise, labels)
 
     def cycled_labels(self, count: int) -> Tensor:
         """0, 1, …, num_classes − 1, 0, 1, … (count,): every class equally often."""
