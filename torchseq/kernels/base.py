@@ -85,6 +85,8 @@ class RecurrentProduct:
 
     def __init__(self, weight: Tensor, batch: int, steps: int) -> None:
         self.packed: Tensor | None = None
+        #: The right operand of an unpacked step's GEMM (None when packed), for the native loops.
+        self.operand: Tensor | None = None
         operand = weight.t()
         if uses_packed_gemm(weight, steps):
             with torch.no_grad():
@@ -93,6 +95,7 @@ class RecurrentProduct:
             self.product: Callable[..., Tensor] = self._packed_product
             return
         operand = operand.contiguous() if batch <= SMALL_BATCH else operand
+        self.operand = operand
 
         def accumulate(out: Tensor, rows: Tensor) -> Tensor:
             return out.addmm_(rows, operand)

@@ -36,6 +36,7 @@ measurements behind these choices are in ``benchmarks/reference/kernel-notes.md`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
@@ -65,6 +66,7 @@ from torchseq.kernels.base import (
     untracked,
     with_row_in_front,
 )
+from torchseq.kernels.native import native_loops
 from torchseq.kernels.workspace import buffers_for, hand_out
 
 
@@ -155,6 +157,16 @@ class ForwardBuffers:
                 projection.product(step.m, out=step.h)                              # h_t = W_hr m_t
 
 
+def native_loop_for(
+    x: Tensor, recurrent: RecurrentProduct, projection: RecurrentProduct | None
+) -> ModuleType | None:
+    """The compiled loops (:mod:`torchseq.kernels.native`) where they apply: on CPU, without a projection,
+    and where the step's GEMM is unpacked (a packed oneDNN weight is faster in the Python loop)."""
+    if x.device.type != "cpu" or projection is not None or recurrent.operand is None:
+        return None
+    return native_loops()
+
+
 def lstm_forward(
     x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
     weight_hr: Tensor | None, keep: bool,
@@ -176,8 +188,15 @@ def lstm_forward(
     buffers.c_first.copy_(c0)
     recurrent = RecurrentProduct(weight_hh, batch, steps)
     projection = None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps)
+    native = native_loop_for(x, recurrent, projection)
     with untracked(), loop_threads(batch * weight_hh.numel()):
-        buffers.loop(recurrent, projection)
+        if native is not None:
+            native.lstm_forward_loop(
+                buffers.pre, buffers.h_first, buffers.c_first, recurrent.operand, buffers.hs, buffers.cs,
+                buffers.tanh_cs, keep,
+            )
+        else:
+            buffers.loop(recurrent, projection)
     hs, cs = hand_out(buffers.hs, is_kept), hand_out(buffers.cs, is_kept)
     if not keep:
         return hs, cs, None
@@ -242,8 +261,14 @@ class LSTMRecurrence(torch.autograd.Function):
         dhs, dcs = with_row_in_front(buffers.dhs, d_hs), with_row_in_front(buffers.dcs, d_cs)
         recurrent = RecurrentProduct(weight_hh.t(), batch, steps)                  # dA_t W_hh
         projection = None if weight_hr is None else RecurrentProduct(weight_hr.t(), batch, steps)
+        native = native_loop_for(hs, recurrent, projection)
         with untracked(), loop_threads(batch * weight_hh.numel()):
-            buffers.loop(recurrent, projection)
+            if native is not None:
+                native.lstm_backward_loop(
+                    dhs, dcs, factors, buffers.dc_per_dm, buffers.f, recurrent.operand
+                )
+            else:
+                buffers.loop(recurrent, projection)
         d_pre = factors.view(steps, batch, -1)                                      # (T, B, 4H)
 
         wants = LSTMInputs(*ctx.needs_input_grad)

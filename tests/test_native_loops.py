@@ -1,0 +1,98 @@
+"""The LSTM kernel's C++ loops: built on this machine, equal to the Python loops, switchable off."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import torchseq
+from torchseq.kernels.base import RecurrentProduct
+from torchseq.kernels.lstm import native_loop_for
+from torchseq.kernels.native import native_loops, use_native_loops
+
+has_compiler = shutil.which(os.environ.get("CXX", "c++")) is not None and shutil.which("ninja") is not None
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler or ninja: the Python loops run")
+def test_the_native_loops_build_here() -> None:
+    module = native_loops()
+    assert (
+        module is not None and hasattr(module, "lstm_forward_loop") and hasattr(module, "lstm_backward_loop")
+    )
+
+
+def run(
+    model: torchseq.LSTM, x: torch.Tensor, lengths: torch.Tensor | None, native: bool
+) -> list[torch.Tensor]:
+    with use_native_loops(native):
+        model.zero_grad()
+        x = x.detach().requires_grad_()
+        y, (h, c) = model(x, lengths=lengths) if lengths is not None else model(x)
+        (y.square().sum() + h.sum() + (c * c).sum()).backward()
+        with torch.inference_mode():
+            inference = model(x)[0]
+    return [y.detach(), h.detach(), c.detach(), x.grad, *(p.grad for p in model.parameters()), inference]
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler or ninja: the Python loops run")
+@pytest.mark.parametrize(
+    ("steps", "batch", "inputs", "hidden", "layers", "bidirectional", "variable"),
+    [
+        (7, 3, 4, 5, 1, False, False),
+        (30, 16, 1, 64, 2, True, False),
+        (9, 1, 8, 16, 1, False, False),
+        (12, 17, 6, 20, 2, False, True),
+    ],
+)
+def test_native_and_python_loops_agree(steps, batch, inputs, hidden, layers, bidirectional, variable) -> None:
+    torch.manual_seed(0)
+    model = torchseq.LSTM(inputs, hidden, layers, bidirectional=bidirectional).double()
+    x = torch.randn(steps, batch, inputs, dtype=torch.float64)
+    lengths = torch.randint(1, steps + 1, (batch,)) if variable else None
+    for native, python in zip(run(model, x, lengths, True), run(model, x, lengths, False), strict=True):
+        torch.testing.assert_close(native, python, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler or ninja: the Python loops run")
+def test_gradcheck_through_the_native_loops() -> None:
+    torch.manual_seed(0)
+    model = torchseq.LSTM(3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+    weights = tuple(model.parameters())
+
+    def layer(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
+        output, (_, c) = torch.func.functional_call(
+            model, dict(zip(dict(model.named_parameters()), parameters, strict=True)), (x,)
+        )
+        return output.sum() + c.sum()
+
+    with use_native_loops(True):
+        assert torch.autograd.gradcheck(layer, (x, *weights))
+
+
+def test_the_native_loops_step_aside_for_a_projection_and_a_packed_weight() -> None:
+    x = torch.randn(4, 2, 3)
+    small = RecurrentProduct(torch.randn(20, 5), batch=2, steps=4)
+    assert native_loop_for(x, small, RecurrentProduct(torch.randn(5, 5), 2, 4)) is None  # projection
+    packed = RecurrentProduct(torch.randn(2048, 512), batch=64, steps=100)
+    if packed.operand is None:  # oneDNN packed it: the Python loop runs that GEMM faster
+        assert native_loop_for(x, packed, None) is None
+    with use_native_loops(False):
+        assert native_loop_for(x, small, None) is None
+
+
+def test_torchseq_native_0_turns_them_off() -> None:
+    code = "from torchseq.kernels.native import native_loops; print(native_loops())"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "TORCHSEQ_NATIVE": "0"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "None"

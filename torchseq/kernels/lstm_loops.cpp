@@ -1,0 +1,141 @@
+// The LSTM kernel's two per-step loops in C++: what torchseq/kernels/lstm.py runs in Python otherwise,
+// on the same buffers, step for step the same arithmetic. Built on first use by torchseq/kernels/native.py.
+//
+// Why: at small sizes a step costs its dispatches, not its arithmetic. In Python a forward step is one
+// GEMM and six pointwise ops, each a dispatch of a few microseconds; here it is the GEMM (at::addmm_,
+// the BLAS torch uses) and one pass over the step's B x H elements that computes every gate, c_t and
+// h_t together. The pass is vectorised by the compiler (OpenMP SIMD with glibc's vector exp/tanh).
+//
+// Gate order in the buffers is the kernel's o, i, f, g (see kernel_order in lstm.py).
+
+#include <torch/extension.h>
+
+#include <cmath>
+
+extern "C" {
+// glibc's vector variants (libmvec) of exp and tanh, declared for OpenMP SIMD without -ffast-math.
+#pragma omp declare simd notinbranch
+double exp(double) noexcept;
+#pragma omp declare simd notinbranch
+float expf(float) noexcept;
+#pragma omp declare simd notinbranch
+double tanh(double) noexcept;
+#pragma omp declare simd notinbranch
+float tanhf(float) noexcept;
+}
+
+namespace {
+
+inline double exp_of(double x) { return exp(x); }
+inline float exp_of(float x) { return expf(x); }
+inline double tanh_of(double x) { return tanh(x); }
+inline float tanh_of(float x) { return tanhf(x); }
+
+template <typename T>
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + exp_of(-x));
+}
+
+// One forward step's pointwise part for every row: the activations a (B, 4, H) become the gates in
+// place, then c_t = f c_{t-1} + i g and h_t = o tanh(c_t); tanh(c_t) is kept when tanh_c is not null.
+template <typename T>
+void forward_pointwise(T* __restrict a, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
+                       T* __restrict tanh_c, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    T* o = a + b * 4 * hidden;
+    T* i = o + hidden;
+    T* f = i + hidden;
+    T* g = f + hidden;
+    const int64_t row = b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T o_j = sigmoid(o[j]), i_j = sigmoid(i[j]), f_j = sigmoid(f[j]), g_j = tanh_of(g[j]);
+      const T c_j = f_j * c_prev[row + j] + i_j * g_j;
+      const T tanh_c_j = tanh_of(c_j);
+      o[j] = o_j;
+      i[j] = i_j;
+      f[j] = f_j;
+      g[j] = g_j;
+      c[row + j] = c_j;
+      h[row + j] = o_j * tanh_c_j;
+      if (tanh_c != nullptr) tanh_c[row + j] = tanh_c_j;
+    }
+  }
+}
+
+// One backward step's pointwise part: dc_t += dh_t (dc_per_dm), the i, f, g factors times dc_t and the
+// o factor times dh_t (the factors become dA_t), and dc_{t-1} += dc_t f_t.
+template <typename T>
+void backward_pointwise(const T* __restrict dh, T* __restrict dc, T* __restrict dc_prev,
+                        const T* __restrict dc_per_dm, T* __restrict factors, const T* __restrict f,
+                        int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    T* d_o = factors + b * 4 * hidden;
+    T* d_i = d_o + hidden;
+    T* d_f = d_i + hidden;
+    T* d_g = d_f + hidden;
+    const int64_t row = b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T dm = dh[row + j];
+      const T dc_j = dc[row + j] + dm * dc_per_dm[row + j];
+      dc[row + j] = dc_j;
+      d_o[j] *= dm;
+      d_i[j] *= dc_j;
+      d_f[j] *= dc_j;
+      d_g[j] *= dc_j;
+      dc_prev[row + j] += dc_j * f[row + j];
+    }
+  }
+}
+
+void check_float(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, ": expected a contiguous CPU tensor");
+}
+
+}  // namespace
+
+// pre (T, B, 4H): x W_ih^T + b, becomes the gates. h_first, c_first (B, H): the initial state.
+// operand: W_hh^T (H, 4H). hs, cs (T, B, H) receive h_t and c_t; tanh_cs (T, B, H) tanh(c_t) when keep.
+void lstm_forward_loop(at::Tensor pre, at::Tensor h_first, at::Tensor c_first, at::Tensor operand,
+                       at::Tensor hs, at::Tensor cs, at::Tensor tanh_cs, bool keep) {
+  for (auto* t : {&pre, &h_first, &c_first, &hs, &cs, &tanh_cs}) check_float(*t, "lstm_forward_loop");
+  const int64_t steps = pre.size(0), batch = pre.size(1), hidden = c_first.size(1);
+  at::NoGradGuard no_grad;
+  AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "lstm_forward_loop", [&] {
+    at::Tensor h_prev = h_first, c_prev = c_first;
+    for (int64_t t = 0; t < steps; ++t) {
+      at::Tensor a = pre[t];
+      a.addmm_(h_prev, operand);  // a_t = pre_t + h_{t-1} W_hh^T
+      at::Tensor h = hs[t], c = cs[t];
+      forward_pointwise<scalar_t>(a.data_ptr<scalar_t>(), c_prev.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+                                  h.data_ptr<scalar_t>(), keep ? tanh_cs[t].data_ptr<scalar_t>() : nullptr,
+                                  batch, hidden);
+      h_prev = h;
+      c_prev = c;
+    }
+  });
+}
+
+// dhs, dcs (T + 1, B, H): row t + 1 holds the incoming gradient of step t, row 0 that of h_0 / c_0; the
+// loop accumulates into them. factors (T, B, 4, H) become dA. dc_per_dm, f (T, B, H). operand: W_hh (4H, H).
+void lstm_backward_loop(at::Tensor dhs, at::Tensor dcs, at::Tensor factors, at::Tensor dc_per_dm, at::Tensor f,
+                        at::Tensor operand) {
+  for (auto* t : {&dhs, &dcs, &factors, &dc_per_dm, &f}) check_float(*t, "lstm_backward_loop");
+  const int64_t steps = factors.size(0), batch = factors.size(1), hidden = factors.size(3);
+  at::NoGradGuard no_grad;
+  AT_DISPATCH_FLOATING_TYPES(factors.scalar_type(), "lstm_backward_loop", [&] {
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      at::Tensor d_a = factors[t];
+      backward_pointwise<scalar_t>(dhs[t + 1].data_ptr<scalar_t>(), dcs[t + 1].data_ptr<scalar_t>(),
+                                   dcs[t].data_ptr<scalar_t>(), dc_per_dm[t].data_ptr<scalar_t>(),
+                                   d_a.data_ptr<scalar_t>(), f[t].data_ptr<scalar_t>(), batch, hidden);
+      dhs[t].addmm_(d_a.view({batch, 4 * hidden}), operand);  // dh_{t-1} += dA_t W_hh
+    }
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("lstm_forward_loop", &lstm_forward_loop, "The LSTM kernel's forward loop");
+  m.def("lstm_backward_loop", &lstm_backward_loop, "The LSTM kernel's backward loop");
+}

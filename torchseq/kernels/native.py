@@ -1,0 +1,78 @@
+"""The kernels' loops compiled from C++ (``lstm_loops.cpp``), built once per machine on first use.
+
+Python pays a dispatch of a few microseconds for every op of every step; the C++ loops pay it once per
+step, for the recurrent GEMM, and compute the pointwise part of the step in one vectorised pass. They
+work on the same buffers and do the same arithmetic as the Python loops of :mod:`torchseq.kernels.lstm`,
+which stay as the fallback and run wherever the native module is unavailable.
+
+The module is compiled with ``torch.utils.cpp_extension.load`` (g++ and ninja; about 40 s, once) into
+torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), with
+``-march=native``: the name carries a digest of the source, the compiler flags and the CPU's feature
+flags, so another CPU gets its own build. A failed build warns once, naming the reason, and the Python
+loops run. ``TORCHSEQ_NATIVE=0`` turns the native loops off (``native_loops_enabled(False)`` in code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).with_name("lstm_loops.cpp")
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+
+_enabled = os.environ.get("TORCHSEQ_NATIVE", "1") != "0"
+
+
+def _cpu_features() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    return next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+
+
+@cache
+def _build() -> ModuleType | None:
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its note on CUDA_HOME
+    from torch.utils import cpp_extension
+
+    key = "\n".join([SOURCE.read_text(), " ".join(FLAGS), _cpu_features(), torch.__version__])
+    name = f"torchseq_lstm_loops_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cpp_extension's notes on CUDA and compiler versions
+            return cpp_extension.load(name, [str(SOURCE)], extra_cflags=FLAGS, verbose=False)
+    except Exception as reason:  # no compiler, a failed build: the Python loops run instead
+        warnings.warn(f"torchseq's native LSTM loops are unavailable, the Python loops run: {reason}",
+                      stacklevel=3)
+        return None
+
+
+def native_loops() -> ModuleType | None:
+    """The compiled module (built on the first call), or None when off or unavailable."""
+    return _build() if _enabled else None
+
+
+def native_loops_enabled() -> bool:
+    return _enabled
+
+
+@contextmanager
+def use_native_loops(enabled: bool) -> Iterator[None]:
+    """Run a block with the native loops on or off (the Python loops compute the same)."""
+    global _enabled
+    previous, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = previous
