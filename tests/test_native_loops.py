@@ -27,16 +27,20 @@ def test_the_native_loops_build_here() -> None:
 
 
 def run(
-    model: torchseq.LSTM, x: torch.Tensor, lengths: torch.Tensor | None, native: bool
+    model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor | None, native: bool
 ) -> list[torch.Tensor]:
     with use_native_loops(native):
         model.zero_grad()
         x = x.detach().requires_grad_()
-        y, (h, c) = model(x, lengths=lengths) if lengths is not None else model(x)
+        y, state = model(x, lengths=lengths) if lengths is not None else model(x)
+        h, c = state if isinstance(state, tuple) else (state, state)
         (y.square().sum() + h.sum() + (c * c).sum()).backward()
         with torch.inference_mode():
             inference = model(x)[0]
     return [y.detach(), h.detach(), c.detach(), x.grad, *(p.grad for p in model.parameters()), inference]
+
+
+CELLS = {"lstm": torchseq.LSTM, "gru": torchseq.GRU}
 
 
 @pytest.mark.skipif(not has_compiler, reason="no C++ compiler or ninja: the Python loops run")
@@ -49,9 +53,12 @@ def run(
         (12, 17, 6, 20, 2, False, True),
     ],
 )
-def test_native_and_python_loops_agree(steps, batch, inputs, hidden, layers, bidirectional, variable) -> None:
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_native_and_python_loops_agree(
+    steps, batch, inputs, hidden, layers, bidirectional, variable, cell
+) -> None:
     torch.manual_seed(0)
-    model = torchseq.LSTM(inputs, hidden, layers, bidirectional=bidirectional).double()
+    model = CELLS[cell](inputs, hidden, layers, bidirectional=bidirectional).double()
     x = torch.randn(steps, batch, inputs, dtype=torch.float64)
     lengths = torch.randint(1, steps + 1, (batch,)) if variable else None
     for native, python in zip(run(model, x, lengths, True), run(model, x, lengths, False), strict=True):

@@ -59,6 +59,7 @@ from torchseq.kernels.base import (
     untracked,
     with_row_in_front,
 )
+from torchseq.kernels.native import native_loops
 from torchseq.kernels.workspace import buffers_for, hand_out
 
 
@@ -152,8 +153,15 @@ def gru_forward(
     buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)         # b_hn
     buffers.h_first.copy_(h0)
     recurrent = RecurrentProduct(weight_hh, batch, steps)
+    native = native_loops() if x.device.type == "cpu" and recurrent.operand is not None else None
     with untracked(), loop_threads(batch * weight_hh.numel()):
-        buffers.loop(recurrent)
+        if native is not None:
+            gates, operand = buffers.gates.view(steps, batch, -1), recurrent.operand.contiguous()
+            native.gru_forward_loop(
+                gates, buffers.projected, buffers.h_first, operand, buffers.hs, buffers.ns, keep
+            )
+        else:
+            buffers.loop(recurrent)
     hs = hand_out(buffers.hs, is_kept)
     return hs, (hand_out(buffers.gates, is_kept), hand_out(buffers.ns, is_kept)) if keep else None
 

@@ -1,5 +1,6 @@
-// The LSTM kernel's two per-step loops in C++: what torchseq/kernels/lstm.py runs in Python otherwise,
-// on the same buffers, step for step the same arithmetic. Built on first use by torchseq/kernels/native.py.
+// The recurrent kernels' per-step loops in C++ (the LSTM's forward and backward, the GRU's forward): what
+// torchseq/kernels/lstm.py and gru.py run in Python otherwise, on the same buffers, step for step the same
+// arithmetic. Built on first use by torchseq/kernels/native.py.
 //
 // Why: at small sizes a step costs its dispatches, not its arithmetic. In Python a forward step is one
 // GEMM and six pointwise ops, each a dispatch of a few microseconds; here it is the GEMM (at::addmm_,
@@ -89,6 +90,29 @@ void backward_pointwise(const T* __restrict dh, T* __restrict dc, T* __restrict 
   }
 }
 
+// One GRU step (reset_after) for every row: a = [a_r, a_z, s_n] (B, 3, H) gets r, z in place (s_n kept),
+// n = tanh(x_n + r s_n), h_t = n + z (h_{t-1} - n).
+template <typename T>
+void gru_forward_pointwise(T* __restrict a, const T* __restrict x_n, const T* __restrict h_prev,
+                           T* __restrict n, T* __restrict h, int64_t batch, int64_t hidden) {
+  for (int64_t b = 0; b < batch; ++b) {
+    T* r = a + b * 3 * hidden;
+    T* z = r + hidden;
+    const T* s_n = z + hidden;
+    const T* x = x_n + b * 3 * hidden;
+    const int64_t row = b * hidden;
+#pragma omp simd
+    for (int64_t j = 0; j < hidden; ++j) {
+      const T r_j = sigmoid(r[j]), z_j = sigmoid(z[j]);
+      const T n_j = tanh_of(x[j] + r_j * s_n[j]);
+      r[j] = r_j;
+      z[j] = z_j;
+      n[row + j] = n_j;
+      h[row + j] = n_j + z_j * (h_prev[row + j] - n_j);
+    }
+  }
+}
+
 void check_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.is_contiguous(), name, ": expected a contiguous CPU tensor");
 }
@@ -135,7 +159,30 @@ void lstm_backward_loop(at::Tensor dhs, at::Tensor dcs, at::Tensor factors, at::
   });
 }
 
+// gates (T, B, 3H): [x_r, x_z, b_hn], becomes [r, z, s_n]. projected (T, B, 3H): x W_ih^T + b, read for
+// x_n. h_first (B, H). operand: W_hh^T (H, 3H). hs (T, B, H); ns (T or 1, B, H) receives n (every step
+// when keep, else the last one's row is overwritten).
+void gru_forward_loop(at::Tensor gates, at::Tensor projected, at::Tensor h_first, at::Tensor operand,
+                      at::Tensor hs, at::Tensor ns, bool keep) {
+  for (auto* t : {&gates, &projected, &h_first, &hs, &ns}) check_float(*t, "gru_forward_loop");
+  const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h_first.size(1);
+  at::NoGradGuard no_grad;
+  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_forward_loop", [&] {
+    at::Tensor h_prev = h_first;
+    for (int64_t t = 0; t < steps; ++t) {
+      at::Tensor a = gates[t];
+      a.addmm_(h_prev, operand);  // [a_r, a_z, s_n] = [x_r, x_z, b_hn] + h_{t-1} W_hh^T
+      at::Tensor h = hs[t];
+      gru_forward_pointwise<scalar_t>(a.data_ptr<scalar_t>(), projected[t].data_ptr<scalar_t>() + 2 * hidden,
+                                      h_prev.data_ptr<scalar_t>(), ns[keep ? t : 0].data_ptr<scalar_t>(),
+                                      h.data_ptr<scalar_t>(), batch, hidden);
+      h_prev = h;
+    }
+  });
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward_loop", &lstm_forward_loop, "The LSTM kernel's forward loop");
   m.def("lstm_backward_loop", &lstm_backward_loop, "The LSTM kernel's backward loop");
+  m.def("gru_forward_loop", &gru_forward_loop, "The GRU kernel's forward loop (reset_after)");
 }
