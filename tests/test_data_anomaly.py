@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from torchseq.data import AnomalyDataModule, DataFileError
-from torchseq.data.anomaly import cut_windows, read_labelled_series
+from torchseq.data.anomaly import block_average, cut_windows, read_labelled_series
 from torchseq.data.files import find_package_file
 
 
@@ -153,3 +153,26 @@ def test_time_split_needs_both_kinds_in_the_test_stretch():
         ValueError, match=r"window: no window of 300 points fits in the val stretch \[600, 800\)"
     ):
         AnomalyDataModule("yahoo", window=300, split="time").setup()
+
+
+def test_block_average_lowers_the_rate_and_keeps_every_anomalous_point():
+    values = np.arange(10.0)[:, None]
+    point_labels = np.zeros(10, dtype=bool)
+    point_labels[5] = True
+    averaged, labels = block_average(values, point_labels, 4)
+    assert averaged[:, 0].tolist() == [1.5, 5.5]  # points 8 and 9 make no whole block: dropped
+    assert labels.tolist() == [False, True]
+    with pytest.raises(ValueError, match="downsample: expected at most the series length 10, got 11"):
+        block_average(values, point_labels, 11)
+
+
+def test_downsampled_mitdb_counts_windows_in_points_of_the_slower_series():
+    module = AnomalyDataModule("mitdb", window=64, stride=1, split="time", downsample=8)
+    module.setup()
+    assert module.series.shape == (937, 1) and module.point_labels.sum() == 44  # 6936–7287 → blocks 867–910
+    assert module.splits.train.tensors[0].shape[1:] == (64, 1)
+    starts = module.window_starts["test"]
+    labels = module.splits.test.tensors[1].numpy()
+    assert labels.tolist() == [int(module.point_labels[s : s + 64].any()) for s in starts]
+    with pytest.raises(ValueError, match="downsample: expected a positive int, got 0"):
+        AnomalyDataModule("mitdb", downsample=0)

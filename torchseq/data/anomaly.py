@@ -40,6 +40,18 @@ def read_labelled_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :1], labels.astype(bool)
 
 
+def block_average(values: np.ndarray, point_labels: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The series at 1/``factor`` of its rate: each block of ``factor`` points becomes its mean (which
+    also filters what the lower rate cannot carry), labelled anomalous when any point in it is. A last
+    incomplete block is dropped."""
+    blocks = len(values) // factor
+    if blocks == 0:
+        raise ValueError(f"downsample: expected at most the series length {len(values)}, got {factor}")
+    kept = blocks * factor
+    averaged = values[:kept].reshape(blocks, factor, values.shape[1]).mean(axis=1)
+    return averaged, point_labels[:kept].reshape(blocks, factor).any(axis=1)
+
+
 def cut_windows(
     values: np.ndarray, point_labels: np.ndarray, window: int, stride: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,6 +85,8 @@ class AnomalyDataModule(SplitDataModule):
       stretch (windows across a boundary are dropped), so the splits are disjoint in time and overlapping
       windows never leak. The training split keeps its normal windows only; test must hold both kinds,
       val may hold normal windows only (then it selects checkpoints by reconstruction loss alone).
+    - ``downsample=k`` first averages each block of k points (the series at 1/k of its rate, a point
+      anomalous when any of its k is); ``window`` and ``stride`` then count points of that series.
     - Standardisation: z-normalised with the mean and standard deviation of the training windows' points.
     - Batches: ``(x (B, window, 1) float32, y (B,) int64)``, y the window label.
       ``window_starts[split]`` gives each window's first index in the series; after ``setup``,
@@ -96,8 +110,10 @@ class AnomalyDataModule(SplitDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         data_dir: str | None = None,
+        downsample: int = 1,
     ) -> None:
         super().__init__(batch_size, num_workers, seed)
+        self.downsample = check_positive_int("downsample", downsample)
         self.source = check_choice("source", source, ANOMALY_SOURCES)
         self.window = check_positive_int("window", window, minimum=2)
         self.stride = check_positive_int("stride", window if stride is None else stride)
@@ -112,6 +128,8 @@ class AnomalyDataModule(SplitDataModule):
 
     def build_splits(self) -> Splits:
         values, point_labels = read_labelled_series(self.path)
+        if self.downsample > 1:
+            values, point_labels = block_average(values, point_labels, self.downsample)
         windows, labels, starts = cut_windows(values, point_labels, self.window, self.stride)
         if self.split == "time":
             train, val, test = self._split_in_time(len(values), labels, starts)
