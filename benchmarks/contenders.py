@@ -5,6 +5,11 @@
 - ``reference``: ``impl="custom"`` with the kernels switched off: ``cell.recur`` step by step, autograd;
 - ``compiled``: ``torch.compile`` of the custom module (it traces the step-by-step formulas).
 
+User cells (:data:`USER_CELLS`, cells with no hand-written kernel) run through ``torchseq.Recurrent``:
+``custom`` is then the generic traced fast path (:mod:`torchseq.kernels.generic`), ``reference`` the
+step-by-step formulas, and ``fused`` is ``nn.LSTM``'s kernel on an LSTM of the same size — the layer a
+user would otherwise take (its weights are its own: the user cell has other parameters).
+
 Workloads: ``forward`` is a forward under ``torch.no_grad()``; ``forward+backward`` is a training step's
 share: forward with autograd, then backward of the output against a fixed random gradient; ``inference``
 is a forward under ``torch.inference_mode()``, what serving runs.
@@ -18,33 +23,59 @@ from torch import Tensor
 import torchseq
 from benchmarks.shapes import Shape
 from benchmarks.timing import Workload
+from torchseq import cells
 from torchseq.kernels import kernels_enabled
 from torchseq.recurrent import RecurrentLayers
 
-CELLS: dict[str, type[RecurrentLayers]] = {"RNN": torchseq.RNN, "LSTM": torchseq.LSTM, "GRU": torchseq.GRU}
+BUILT_IN: dict[str, type[RecurrentLayers]] = {"RNN": torchseq.RNN, "LSTM": torchseq.LSTM, "GRU": torchseq.GRU}
+USER_CELLS: dict[str, type[cells.RecurrentCell]] = {
+    "LayerNormLSTM": cells.LayerNormLSTMCell,
+    "PeepholeLSTM": cells.PeepholeLSTMCell,
+}
+CELLS = (*BUILT_IN, *USER_CELLS)
 SIDES = ("fused", "custom", "reference", "compiled")
 MODES = ("forward", "forward+backward", "inference")
+
+
+def build_layer(
+    cell: str, shape: Shape, impl: str, device: torch.device, dtype: torch.dtype
+) -> RecurrentLayers:
+    """A layer of ``cell`` for ``shape``: a built-in front with ``impl``, or a user cell through
+    ``torchseq.Recurrent`` (with ``impl="fused"``: the LSTM it is compared with)."""
+    size = {
+        "num_layers": shape.num_layers,
+        "bidirectional": shape.bidirectional,
+        "device": device,
+        "dtype": dtype,
+    }
+    if cell in USER_CELLS and impl != "fused":
+        return torchseq.Recurrent(USER_CELLS[cell], shape.input_size, shape.hidden_size, **size)
+    front = BUILT_IN.get(cell, torchseq.LSTM)
+    return front(shape.input_size, shape.hidden_size, impl=impl, **size)
 
 
 def build_sides(
     cell: str, shape: Shape, sides: list[str], device: torch.device, dtype: torch.dtype, seed: int
 ) -> dict[str, RecurrentLayers]:
-    """One module per side, the same weights in each (so a compiled module never sees another's changes)."""
-    torch.manual_seed(seed)
-    make = CELLS[cell]
-    original = make(
-        shape.input_size, shape.hidden_size, num_layers=shape.num_layers,
-        bidirectional=shape.bidirectional, device=device, dtype=dtype,
-    )
-    modules = {}
+    """One module per side, the same weights in each (so a compiled module never sees another's changes;
+    a user cell's ``fused`` LSTM keeps its own)."""
+    modules: dict[str, RecurrentLayers] = {}
     for side in sides:
-        module = make(
-            shape.input_size, shape.hidden_size, num_layers=shape.num_layers,
-            bidirectional=shape.bidirectional, impl="fused" if side == "fused" else "custom",
-            device=device, dtype=dtype,
-        )
-        module.load_state_dict(original.state_dict())
-        modules[side] = module
+        torch.manual_seed(seed)
+        impl = "fused" if side == "fused" else "custom"
+        modules[side] = build_layer(cell, shape, impl, device, dtype)
+    return _share_weights(modules, cell)
+
+
+def _share_weights(modules: dict[str, RecurrentLayers], cell: str) -> dict[str, RecurrentLayers]:
+    """Every side takes the weights of the first side of its kind (a user cell's LSTM is its own kind)."""
+    kinds: dict[bool, RecurrentLayers] = {}
+    for side, module in modules.items():
+        kind = cell in USER_CELLS and side == "fused"
+        if kind in kinds:
+            module.load_state_dict(kinds[kind].state_dict())
+        else:
+            kinds[kind] = module
     return modules
 
 
@@ -66,6 +97,7 @@ def workload(
     use_kernels = side != "reference"
 
     if mode == "forward":
+
         def run() -> None:
             with torch.no_grad(), kernels_enabled(use_kernels):
                 call(x)
@@ -73,6 +105,7 @@ def workload(
         return Workload(run)
 
     if mode == "inference":
+
         def serve() -> None:
             with torch.inference_mode(), kernels_enabled(use_kernels):
                 call(x)

@@ -19,7 +19,7 @@ import torch
 from benchmarks.shapes import Shape
 from benchmarks.timing import Clock, Workload, time_interleaved
 
-GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
+GATES = {"RNN": 1, "GRU": 3, "LSTM": 4, "LayerNormLSTM": 4, "PeepholeLSTM": 4}
 
 
 def layer_inputs(shape: Shape) -> list[int]:

@@ -40,7 +40,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     chosen.add_argument("--shape", action="append", default=[], type=Shape.parse,
                         help="T,B,I,H[,layers[,bi]]"
                         )
-    parser.add_argument("--cells", default="RNN,LSTM,GRU", help="comma-separated subset of RNN,LSTM,GRU")
+    parser.add_argument("--cells", default="RNN,LSTM,GRU",
+                        help=f"comma-separated subset of {','.join(CELLS)} (the last two: user cells)")
     parser.add_argument("--modes", default=",".join(MODES), help="forward and/or forward+backward")
     parser.add_argument("--sides", default="fused,custom,reference", help=f"subset of {','.join(SIDES)}")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile side where T is small")

@@ -8,8 +8,10 @@ import os
 import pytest
 import torch
 
+import torchseq
+from benchmarks.contenders import build_sides
 from benchmarks.floor import Floor, gemm_flops, layer_inputs
-from benchmarks.results import Row
+from benchmarks.results import Row, target_for
 from benchmarks.run import main, parse_arguments, select_shapes, sides_for
 from benchmarks.shapes import FASTRNNS, SMALL, Shape, grid, quick
 from benchmarks.timing import (
@@ -20,18 +22,39 @@ from benchmarks.timing import (
     peak_memory_bytes,
     time_interleaved,
 )
+from torchseq import cells
 
 
 def test_runs_end_to_end_on_a_tiny_shape(tmp_path) -> None:
-    paths = main(["--shape", "5,2,3,4", "--shape", "3,2,3,4,2,bi", "--cells", "LSTM,GRU", "--repeats", "2",
-                  "--budget", "0", "--warmup", "0", "--out", str(tmp_path), "--tag", "tiny"])
+    paths = main(
+        [
+            "--shape",
+            "5,2,3,4",
+            "--shape",
+            "3,2,3,4,2,bi",
+            "--cells",
+            "LSTM,GRU",
+            "--repeats",
+            "2",
+            "--budget",
+            "0",
+            "--warmup",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "tiny",
+        ]
+    )
     assert {path.parent for path in paths.values()} == {tmp_path / "tiny"}
 
     written = json.loads(paths["json"].read_text())
     assert written["machine"]["torch"] == torch.__version__ and written["machine"]["cpu"]
     rows = written["rows"]
     assert [(row["cell"], row["shape"]["num_layers"], row["mode"]) for row in rows] == [
-        (cell, layers, mode) for layers in (1, 2) for cell in ("LSTM", "GRU")
+        (cell, layers, mode)
+        for layers in (1, 2)
+        for cell in ("LSTM", "GRU")
         for mode in ("forward", "forward+backward", "inference")
     ]
     for row in rows:
@@ -67,20 +90,22 @@ def test_shape_selection() -> None:
     assert quick()[:4] == [FASTRNNS, *SMALL]
     named = select_shapes(parse_arguments(["--named", "ucr", "--compile-sweep", "5,10"]))
     assert [(shape.name, shape.steps) for shape in named] == [
-        ("ucr", 150), ("compile-sweep", 5), ("compile-sweep", 10)
+        ("ucr", 150),
+        ("compile-sweep", 5),
+        ("compile-sweep", 10),
     ]
 
 
 def test_compiled_side_only_where_asked_and_t_is_small() -> None:
     args = parse_arguments(["--compile", "--compile-max-steps", "30"])
-    assert sides_for(SMALL[0], args)[-1] == "compiled"                 # T = 28
-    assert "compiled" not in sides_for(FASTRNNS, args)                  # T = 100
+    assert sides_for(SMALL[0], args)[-1] == "compiled"  # T = 28
+    assert "compiled" not in sides_for(FASTRNNS, args)  # T = 100
     assert "compiled" not in sides_for(SMALL[0], parse_arguments([]))
 
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(SystemExit):
-        parse_arguments(["--sides", "custom,reference"])               # no baseline to divide by
+        parse_arguments(["--sides", "custom,reference"])  # no baseline to divide by
     with pytest.raises(SystemExit, match="--cells: expected a comma-separated subset of RNN,LSTM,GRU"):
         parse_arguments(["--cells", "LSTM,Transformer"])
 
@@ -92,10 +117,10 @@ def test_gemm_flops_follow_the_formula() -> None:
     # backward: weight gradients (I + H) and the h_{t-1} gradient (H); no input gradient (I) for data
     assert gemm_flops(shape, "GRU", backward=True) == 2 * 2 * 3 * 3 * 5 * ((4 + 5) + (4 + 5) + 5)
     stacked = Shape("x", steps=2, batch=3, input_size=4, hidden_size=5, num_layers=2, bidirectional=True)
-    assert layer_inputs(stacked) == [4, 4, 10, 10]                     # layer 2 reads both directions
+    assert layer_inputs(stacked) == [4, 4, 10, 10]  # layer 2 reads both directions
     assert gemm_flops(stacked, "RNN", backward=False) == 2 * 2 * 3 * 5 * ((4 + 5) * 2 + (10 + 5) * 2)
     assert gemm_flops(stacked, "RNN", backward=True) == 2 * 2 * 3 * 5 * (
-        (4 + 5 + 4 + 5 + 5) * 2 + (10 + 5) * 3 * 2                             # layer 2 needs its input's
+        (4 + 5 + 4 + 5 + 5) * 2 + (10 + 5) * 3 * 2  # layer 2 needs its input's
     )
 
 
@@ -123,7 +148,7 @@ def test_interleaving_rotates_the_starting_side() -> None:
     calls: list[str] = []
     workloads = {name: Workload(lambda name=name: calls.append(name)) for name in "abc"}
     timings = time_interleaved(workloads, CpuClock("cpu"), warmup=2, repeats=3)
-    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]                 # warm-up, not timed
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up, not timed
     assert calls[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert all(len(timing.times_ms) == 3 for timing in timings.values())
 
@@ -141,17 +166,57 @@ def test_rows_are_judged_against_the_targets_of_their_shape_and_cell() -> None:
         timings = {"fused": Timing(10.0, [10.0], 10.0), "custom": Timing(custom_ms, [custom_ms], custom_ms)}
         return Row(cell, shape, mode, timings, {"fused": None, "custom": None}, floor)
 
-    assert row("LSTM", FASTRNNS, "forward", 12.9).meets_target is True       # 1.29 ≤ 1.3
+    assert row("LSTM", FASTRNNS, "forward", 12.9).meets_target is True  # 1.29 ≤ 1.3
     assert row("LSTM", FASTRNNS, "forward+backward", 11.6).meets_target is False  # 1.16 > 1.15
     assert row("LSTM", SMALL[2], "forward+backward", 15.0).meets_target is True  # 1.5 ≤ 1.5
     assert row("LSTM", SMALL[1], "forward+backward", 15.1).meets_target is False  # 1.51 > 1.5
-    assert row("LSTM", SMALL[0], "forward", 50.0).target is None             # small shapes: no no_grad bound
-    for shape in (FASTRNNS, *SMALL):                                          # serving: every named shape
-        assert row("LSTM", shape, "inference", 12.0).meets_target is True    # 1.2 ≤ 1.2
+    assert row("LSTM", SMALL[0], "forward", 50.0).target is None  # small shapes: no no_grad bound
+    for shape in (FASTRNNS, *SMALL):  # serving: every named shape
+        assert row("LSTM", shape, "inference", 12.0).meets_target is True  # 1.2 ≤ 1.2
         assert row("LSTM", shape, "inference", 12.1).meets_target is False
-        for cell in ("GRU", "RNN"):                                           # never slower than torch's
+        for cell in ("GRU", "RNN"):  # never slower than torch's
             for mode in ("forward", "forward+backward", "inference"):
                 assert row(cell, shape, mode, 10.0).meets_target is True
                 assert row(cell, shape, mode, 10.1).meets_target is False
     assert row("GRU", Shape("grid", 25, 16, 128, 128), "forward", 50.0).target is None
     assert row("LSTM", FASTRNNS, "forward+backward", 20.0).from_floor("custom") == 20.0 / 3.0
+
+
+def test_user_cells_run_through_recurrent_against_an_lstm(tmp_path) -> None:
+    paths = main(
+        [
+            "--shape",
+            "4,2,3,5",
+            "--cells",
+            "LayerNormLSTM",
+            "--modes",
+            "forward+backward",
+            "--repeats",
+            "2",
+            "--budget",
+            "0",
+            "--warmup",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--tag",
+            "user",
+        ]
+    )
+    (row,) = json.loads(paths["json"].read_text())["rows"]
+    assert row["cell"] == "LayerNormLSTM" and set(row["median_ms"]) == {"fused", "custom", "reference"}
+    sides = build_sides(
+        "LayerNormLSTM",
+        Shape("s", 4, 2, 3, 5),
+        ["fused", "custom", "reference"],
+        torch.device("cpu"),
+        torch.float32,
+        seed=0,
+    )
+    assert type(sides["fused"]) is torchseq.LSTM and sides["fused"].impl == "fused"
+    assert isinstance(sides["custom"].stack.cells[0], cells.LayerNormLSTMCell)
+    for name, value in sides["custom"].state_dict().items():
+        assert torch.equal(sides["reference"].state_dict()[name], value), name
+    assert target_for("LayerNormLSTM", "ucr", "forward+backward") == 2.5
+    assert target_for("PeepholeLSTM", "fastrnns", "forward+backward") == 1.5
+    assert target_for("LayerNormLSTM", "ucr", "inference") is None
