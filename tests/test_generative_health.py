@@ -12,8 +12,13 @@ from torch import Tensor, nn
 
 from tests._tiny_generative import TinyImages, tiny_trainer
 from torchseq.callbacks.gan_health import GANHealth, HealthRules, mean_pairwise_distance
-from torchseq.models.gan import ImageGenerator, MLPDiscriminator, MLPGenerator
-from torchseq.tasks.gan import GANTask
+from torchseq.models.gan import (
+    ConditionalDCGANDiscriminator,
+    ImageGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+)
+from torchseq.tasks.gan import ConditionalGANTask, GANTask
 
 
 class ConstantGenerator(ImageGenerator):
@@ -100,3 +105,52 @@ def test_mean_pairwise_distance_and_bad_arguments() -> None:
         GANHealth(num_samples=1)
     with pytest.raises(ValueError, match="patience: expected a positive number of epochs, got 0"):
         GANHealth(patience=0)
+
+
+class OneImagePerClassGenerator(ImageGenerator):
+    """Broken on purpose: a learned image per class, whatever the noise (collapse within each class)."""
+
+    def __init__(self, image_shape, num_classes: int, latent_dim: int = 8) -> None:
+        super().__init__(image_shape, latent_dim, "tanh")
+        self.images = nn.Parameter(torch.randn(num_classes, *self.image_shape))
+
+    def forward(self, noise: Tensor, labels: Tensor) -> Tensor:
+        return torch.tanh(self.images[labels]) + 0 * noise.sum()
+
+
+def test_a_conditional_generator_with_one_image_per_class_is_flagged_within_the_classes(tmp_path) -> None:
+    L.seed_everything(0)
+    health = GANHealth(num_samples=32, patience=2)
+    task = ConditionalGANTask(
+        OneImagePerClassGenerator, partial(ConditionalDCGANDiscriminator, channels=(4, 8)), num_classes=4
+    )
+    with pytest.warns(UserWarning, match=r"mode collapse at epoch 1: class \d: sample diversity 0.000"):
+        trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[health])
+        trainer.fit(task, TinyImages())
+    assert float(trainer.callback_metrics["health/diversity"]) > 0.4  # the classes differ from each other
+    assert float(trainer.callback_metrics["health/class_diversity"]) == pytest.approx(0.0, abs=1e-4)
+    assert sorted(health.real_class_diversity) == [0, 1, 2, 3]
+    assert health.collapse.epochs == [1]
+
+
+class NoisyPerClassGenerator(OneImagePerClassGenerator):
+    """A class image plus a fixed random map of the noise: varied within every class."""
+
+    def __init__(self, image_shape, num_classes: int, latent_dim: int = 8) -> None:
+        super().__init__(image_shape, num_classes, latent_dim)
+        self.register_buffer("projection", torch.randn(latent_dim, math.prod(self.image_shape)))
+
+    def forward(self, noise: Tensor, labels: Tensor) -> Tensor:
+        return torch.tanh(self.images[labels] + (noise @ self.projection).unflatten(1, self.image_shape))
+
+
+def test_a_conditional_generator_varied_within_each_class_is_not_flagged(tmp_path) -> None:
+    L.seed_everything(0)
+    health = GANHealth(num_samples=32)
+    task = ConditionalGANTask(
+        NoisyPerClassGenerator, partial(ConditionalDCGANDiscriminator, channels=(4, 8)), num_classes=4
+    )
+    trainer = tiny_trainer(tmp_path, max_epochs=2, callbacks=[health])
+    trainer.fit(task, TinyImages())
+    assert float(trainer.callback_metrics["health/class_diversity"]) > 0.4
+    assert not health.collapse.epochs

@@ -4,7 +4,11 @@
   *diversity ratio*: the mean pairwise L2 distance between ``num_samples`` samples from fixed noise,
   divided by the same mean over as many real validation images (≈ 1 for a varied generator, 0 for one
   that ignores its noise). When :class:`~torchseq.callbacks.sample_quality.SampleQuality` logs
-  ``val/class_coverage``, a coverage below ``min_class_coverage`` counts as collapse too.
+  ``val/class_coverage``, a coverage below ``min_class_coverage`` counts as collapse too. For a
+  class-conditional task (``pl_module.num_classes`` and ``sample(z, labels)``) the same ratio is also
+  taken *within* each class — samples of class c against the real validation images of class c — and
+  the worst class, ``health/class_diversity``, below ``min_diversity`` counts as collapse: a generator
+  that draws one image per class has a healthy overall diversity but a within-class ratio near 0.
 - **Divergence**: the discriminator wins outright and the generator's gradient vanishes, or training
   blows up. Flagged when a loss is not finite, or when the epoch means of D's probabilities separate by
   at least ``max_separation`` (``train/d_real − train/d_fake``, 1 = perfect separation), or the
@@ -50,10 +54,20 @@ class HealthRules:
     max_separation: float = 0.9
     max_g_loss: float = 6.0
 
-    def collapse(self, diversity: float | None, class_coverage: float | None) -> str | None:
-        """Why these numbers mean mode collapse, or None."""
+    def collapse(
+        self,
+        diversity: float | None,
+        class_coverage: float | None,
+        worst_class: tuple[int, float] | None = None,
+    ) -> str | None:
+        """Why these numbers mean mode collapse, or None. ``worst_class``: (class, its within-class
+        diversity ratio) of the class with the lowest one."""
         if diversity is not None and diversity < self.min_diversity:
             return f"sample diversity {diversity:.3f} of the real images' (< {self.min_diversity})"
+        if worst_class is not None and worst_class[1] < self.min_diversity:
+            label, ratio = worst_class
+            real = f"the real class-{label} images'"
+            return f"class {label}: sample diversity {ratio:.3f} of {real} (< {self.min_diversity})"
         if class_coverage is not None and class_coverage < self.min_class_coverage:
             return f"class coverage {class_coverage:.2f} (< {self.min_class_coverage})"
         return None
@@ -130,28 +144,49 @@ class GANHealth(L.Callback):
         self.epochs_checked = 0
         self.real_diversity: float | None = None
         self.diversity: float | None = None
+        self.real_class_diversity: dict[int, float] = {}
+        self.worst_class: tuple[int, float] | None = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         require_methods(pl_module, self, "latent_dim", "sample")
         generator = torch.Generator().manual_seed(self.seed)
         self.noise = torch.randn(self.num_samples, pl_module.latent_dim, generator=generator)
-        real: list[Tensor] = []
-        for images, *_ in trainer.datamodule.val_dataloader():
+        real, labels = [], []
+        for images, *rest in trainer.datamodule.val_dataloader():
             real.append(images)
-            if sum(len(chunk) for chunk in real) >= self.num_samples:
-                break
-        self.real_diversity = mean_pairwise_distance(torch.cat(real)[: self.num_samples])
+            labels.extend(rest[:1])
+        images = torch.cat(real)
+        self.real_diversity = mean_pairwise_distance(images[: self.num_samples])
+        if hasattr(pl_module, "num_classes") and labels:  # conditional: the real spread of each class
+            labels = torch.cat(labels)
+            self.real_class_diversity = {
+                label: mean_pairwise_distance(images[labels == label][: self.num_samples])
+                for label in range(pl_module.num_classes)
+                if int((labels == label).sum()) >= 2
+            }
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        noise = self.noise.to(pl_module.device)
         with evaluating(pl_module):
-            samples = pl_module.sample(self.noise.to(pl_module.device)).cpu()
+            samples = pl_module.sample(noise).cpu()
+            per_class = {
+                label: pl_module.sample(noise, torch.full((len(noise),), label, device=noise.device)).cpu()
+                for label in self.real_class_diversity
+            }
         self.diversity = mean_pairwise_distance(samples) / max(self.real_diversity or 0.0, 1e-12)
+        ratios = {
+            label: mean_pairwise_distance(images) / max(self.real_class_diversity[label], 1e-12)
+            for label, images in per_class.items()
+        }
+        self.worst_class = min(ratios.items(), key=lambda item: item[1]) if ratios else None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch, metrics = trainer.current_epoch, epoch_metrics(trainer)
-        collapse_reason = self.rules.collapse(self.diversity, metrics.get("val/class_coverage"))
+        collapse_reason = self.rules.collapse(
+            self.diversity, metrics.get("val/class_coverage"), self.worst_class
+        )
         divergence_reason = self.rules.divergence(metrics)
         not_finite = divergence_reason is not None and divergence_reason.endswith("not finite")
         flags = {
@@ -162,7 +197,9 @@ class GANHealth(L.Callback):
         }
         if self.diversity is not None:
             flags["health/diversity"] = self.diversity
-        self.diversity = None  # an epoch without validation judges collapse on no stale number
+        if self.worst_class is not None:
+            flags["health/class_diversity"] = self.worst_class[1]
+        self.diversity = self.worst_class = None  # an epoch without validation judges on no stale number
         self.epochs_checked += 1
         pl_module.log_dict(flags, prog_bar=True)
 
