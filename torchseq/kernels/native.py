@@ -1,11 +1,13 @@
-"""The kernels' loops compiled from C++ (``lstm_loops.cpp``), built once per machine on first use.
+"""The kernels' loops compiled from C++ (``loops.cpp``), built once per machine on first use.
 
 Python pays a dispatch of a few microseconds for every op of every step; the C++ loops pay it once per
 step, for the recurrent GEMM, and compute the pointwise part of the step in one vectorised pass. They
-work on the same buffers and do the same arithmetic as the Python loops of :mod:`torchseq.kernels.lstm`,
+work on the same buffers and do the same arithmetic as the Python loops of :mod:`torchseq.kernels.lstm`
+and :mod:`torchseq.kernels.gru`,
 which stay as the fallback and run wherever the native module is unavailable.
 
-The module is compiled with ``torch.utils.cpp_extension.load`` (g++ and ninja; about 40 s, once) into
+The module is compiled with ``torch.utils.cpp_extension.load`` (the system's C++ compiler and the
+``ninja`` package, a dependency; about 30 s, once) into
 torch's extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), with
 ``-march=native``: the name carries a digest of the source, the compiler flags and the CPU's feature
 flags, so another CPU gets its own build. A failed build warns once, naming the reason, and the Python
@@ -18,6 +20,7 @@ import hashlib
 import logging
 import os
 import platform
+import sysconfig
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +30,7 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("lstm_loops.cpp")
+SOURCE = Path(__file__).with_name("loops.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
 
 _enabled = os.environ.get("TORCHSEQ_NATIVE", "1") != "0"
@@ -47,13 +50,16 @@ def _build() -> ModuleType | None:
     from torch.utils import cpp_extension
 
     key = "\n".join([SOURCE.read_text(), " ".join(FLAGS), _cpu_features(), torch.__version__])
-    name = f"torchseq_lstm_loops_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    name = f"torchseq_loops_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    scripts, path = sysconfig.get_path("scripts"), os.environ.get("PATH", "").split(os.pathsep)
+    if scripts not in path:  # where pip put the ninja dependency, when the environment is not activated
+        os.environ["PATH"] = os.pathsep.join([*path, scripts])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cpp_extension's notes on CUDA and compiler versions
             return cpp_extension.load(name, [str(SOURCE)], extra_cflags=FLAGS, verbose=False)
     except Exception as reason:  # no compiler, a failed build: the Python loops run instead
-        warnings.warn(f"torchseq's native LSTM loops are unavailable, the Python loops run: {reason}",
+        warnings.warn(f"torchseq's native loops are unavailable, the Python loops run: {reason}",
                       stacklevel=3)
         return None
 
