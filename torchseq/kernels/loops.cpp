@@ -3,15 +3,17 @@
 // arithmetic. Built on first use by torchseq/kernels/native.py.
 //
 // Why: at small sizes a step costs its dispatches, not its arithmetic. In Python a forward step is one
-// GEMM and six pointwise ops, each a dispatch of a few microseconds; here it is the GEMM (at::addmm_,
-// the BLAS torch uses) and one pass over the step's B x H elements that computes every gate, c_t and
-// h_t together. The pass is vectorised by the compiler (OpenMP SIMD with glibc's vector exp/tanh).
+// GEMM and six pointwise ops, each a dispatch of a few microseconds; here it is the GEMM (MKL's packed
+// sgemm on a weight packed once per loop where torch exports it, else at::addmm_) and one pass over the
+// step's B x H elements that computes every gate, c_t and h_t together. The pass is vectorised by the
+// compiler (OpenMP SIMD with glibc's vector exp/tanh).
 //
 // Gate order in the buffers is the kernel's o, i, f, g (see kernel_order in lstm.py).
 
 #include <torch/extension.h>
 
 #include <cmath>
+#include <vector>
 
 extern "C" {
 // glibc's vector variants (libmvec) of exp and tanh, declared for OpenMP SIMD without -ffast-math.
@@ -25,7 +27,52 @@ double tanh(double) noexcept;
 float tanhf(float) noexcept;
 }
 
+// MKL's packed GEMM (float32), when the torch build exports it (the x86 builds with MKL do): the weight
+// is packed once per call of a loop and every step's GEMM reads it packed, instead of MKL repacking
+// it inside each sgemm. Weak symbols: on a build without them they are null and at::addmm_ runs.
+extern "C" {
+size_t SGEMM_PACK_GET_SIZE(const char*, const int*, const int*, const int*) __attribute__((weak));
+void SGEMM_PACK(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                const int*, float*) __attribute__((weak));
+void SGEMM_COMPUTE(const char*, const char*, const int*, const int*, const int*, const float*, const int*,
+                   const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+}
+
 namespace {
+
+// out (B, N) += rows (B, K) @ operand (K, N), all row-major, for every step of a loop. In MKL's
+// column-major terms that is out^T (N x B) += operand^T (N x K) rows^T (K x B), with operand^T the
+// packed "A" matrix.
+class StepGemm {
+ public:
+  StepGemm(const at::Tensor& operand, int64_t batch) : operand_(operand.contiguous()) {
+    const bool packable = operand_.scalar_type() == at::kFloat && SGEMM_PACK != nullptr &&
+                          SGEMM_COMPUTE != nullptr && SGEMM_PACK_GET_SIZE != nullptr;
+    if (!packable) return;
+    m_ = static_cast<int>(operand_.size(1));
+    n_ = static_cast<int>(batch);
+    k_ = static_cast<int>(operand_.size(0));
+    const size_t bytes = SGEMM_PACK_GET_SIZE("A", &m_, &n_, &k_);
+    packed_.resize(bytes / sizeof(float) + 1);
+    const float one = 1.0f;
+    SGEMM_PACK("A", "N", &m_, &n_, &k_, &one, operand_.data_ptr<float>(), &m_, packed_.data());
+  }
+
+  void accumulate(at::Tensor& out, const at::Tensor& rows) const {
+    if (packed_.empty()) {
+      out.addmm_(rows, operand_);
+      return;
+    }
+    const float one = 1.0f;
+    SGEMM_COMPUTE("P", "N", &m_, &n_, &k_, packed_.data(), &m_, rows.data_ptr<float>(), &k_, &one,
+                  out.data_ptr<float>(), &m_);
+  }
+
+ private:
+  at::Tensor operand_;
+  std::vector<float> packed_;
+  int m_ = 0, n_ = 0, k_ = 0;
+};
 
 inline double exp_of(double x) { return exp(x); }
 inline float exp_of(float x) { return expf(x); }
@@ -126,11 +173,12 @@ void lstm_forward_loop(at::Tensor pre, at::Tensor h_first, at::Tensor c_first, a
   for (auto* t : {&pre, &h_first, &c_first, &hs, &cs, &tanh_cs}) check_float(*t, "lstm_forward_loop");
   const int64_t steps = pre.size(0), batch = pre.size(1), hidden = c_first.size(1);
   at::NoGradGuard no_grad;
+  const StepGemm recurrent(operand, batch);
   AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "lstm_forward_loop", [&] {
     at::Tensor h_prev = h_first, c_prev = c_first;
     for (int64_t t = 0; t < steps; ++t) {
       at::Tensor a = pre[t];
-      a.addmm_(h_prev, operand);  // a_t = pre_t + h_{t-1} W_hh^T
+      recurrent.accumulate(a, h_prev);  // a_t = pre_t + h_{t-1} W_hh^T
       at::Tensor h = hs[t], c = cs[t];
       forward_pointwise<scalar_t>(a.data_ptr<scalar_t>(), c_prev.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
                                   h.data_ptr<scalar_t>(), keep ? tanh_cs[t].data_ptr<scalar_t>() : nullptr,
@@ -148,13 +196,15 @@ void lstm_backward_loop(at::Tensor dhs, at::Tensor dcs, at::Tensor factors, at::
   for (auto* t : {&dhs, &dcs, &factors, &dc_per_dm, &f}) check_float(*t, "lstm_backward_loop");
   const int64_t steps = factors.size(0), batch = factors.size(1), hidden = factors.size(3);
   at::NoGradGuard no_grad;
+  const StepGemm recurrent(operand, batch);
   AT_DISPATCH_FLOATING_TYPES(factors.scalar_type(), "lstm_backward_loop", [&] {
     for (int64_t t = steps - 1; t >= 0; --t) {
       at::Tensor d_a = factors[t];
       backward_pointwise<scalar_t>(dhs[t + 1].data_ptr<scalar_t>(), dcs[t + 1].data_ptr<scalar_t>(),
                                    dcs[t].data_ptr<scalar_t>(), dc_per_dm[t].data_ptr<scalar_t>(),
                                    d_a.data_ptr<scalar_t>(), f[t].data_ptr<scalar_t>(), batch, hidden);
-      dhs[t].addmm_(d_a.view({batch, 4 * hidden}), operand);  // dh_{t-1} += dA_t W_hh
+      at::Tensor dh_prev = dhs[t];
+      recurrent.accumulate(dh_prev, d_a.view({batch, 4 * hidden}));  // dh_{t-1} += dA_t W_hh
     }
   });
 }
@@ -167,11 +217,12 @@ void gru_forward_loop(at::Tensor gates, at::Tensor projected, at::Tensor h_first
   for (auto* t : {&gates, &projected, &h_first, &hs, &ns}) check_float(*t, "gru_forward_loop");
   const int64_t steps = gates.size(0), batch = gates.size(1), hidden = h_first.size(1);
   at::NoGradGuard no_grad;
+  const StepGemm recurrent(operand, batch);
   AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "gru_forward_loop", [&] {
     at::Tensor h_prev = h_first;
     for (int64_t t = 0; t < steps; ++t) {
       at::Tensor a = gates[t];
-      a.addmm_(h_prev, operand);  // [a_r, a_z, s_n] = [x_r, x_z, b_hn] + h_{t-1} W_hh^T
+      recurrent.accumulate(a, h_prev);  // [a_r, a_z, s_n] = [x_r, x_z, b_hn] + h_{t-1} W_hh^T
       at::Tensor h = hs[t];
       gru_forward_pointwise<scalar_t>(a.data_ptr<scalar_t>(), projected[t].data_ptr<scalar_t>() + 2 * hidden,
                                       h_prev.data_ptr<scalar_t>(), ns[keep ? t : 0].data_ptr<scalar_t>(),
