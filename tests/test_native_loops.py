@@ -12,8 +12,7 @@ import torch
 
 import torchseq
 from torchseq.kernels.base import RecurrentProduct
-from torchseq.kernels.lstm import native_loop_for
-from torchseq.kernels.native import native_loops, use_native_loops
+from torchseq.kernels.native import native_loop_for, native_loops, use_native_loops
 
 has_compiler = shutil.which(os.environ.get("CXX", "c++")) is not None  # ninja is a dependency
 

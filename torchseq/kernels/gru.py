@@ -59,7 +59,7 @@ from torchseq.kernels.base import (
     untracked,
     with_row_in_front,
 )
-from torchseq.kernels.native import native_loops
+from torchseq.kernels.native import native_loop_for
 from torchseq.kernels.workspace import buffers_for, hand_out
 
 
@@ -153,12 +153,12 @@ def gru_forward(
     buffers.gates[:, :, 2].copy_(x.new_zeros(()) if b_hn is None else b_hn)         # b_hn
     buffers.h_first.copy_(h0)
     recurrent = RecurrentProduct(weight_hh, batch, steps)
-    native = native_loops() if x.device.type == "cpu" and recurrent.operand is not None else None
+    native = native_loop_for(x, recurrent)
     with untracked(), loop_threads(batch * weight_hh.numel()):
         if native is not None:
-            gates, operand = buffers.gates.view(steps, batch, -1), recurrent.operand.contiguous()
             native.gru_forward_loop(
-                gates, buffers.projected, buffers.h_first, operand, buffers.hs, buffers.ns, keep
+                buffers.gates.view(steps, batch, -1), buffers.projected, buffers.h_first, recurrent.operand,
+                buffers.hs, buffers.ns, keep,
             )
         else:
             buffers.loop(recurrent)

@@ -36,7 +36,6 @@ measurements behind these choices are in ``benchmarks/reference/kernel-notes.md`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import NamedTuple
 
 import torch
@@ -66,7 +65,7 @@ from torchseq.kernels.base import (
     untracked,
     with_row_in_front,
 )
-from torchseq.kernels.native import native_loops
+from torchseq.kernels.native import native_loop_for
 from torchseq.kernels.workspace import buffers_for, hand_out
 
 
@@ -157,16 +156,6 @@ class ForwardBuffers:
                 projection.product(step.m, out=step.h)                              # h_t = W_hr m_t
 
 
-def native_loop_for(
-    x: Tensor, recurrent: RecurrentProduct, projection: RecurrentProduct | None
-) -> ModuleType | None:
-    """The compiled loops (:mod:`torchseq.kernels.native`) where they apply: on CPU, without a projection,
-    and where the step's GEMM is unpacked (a packed oneDNN weight is faster in the Python loop)."""
-    if x.device.type != "cpu" or projection is not None or recurrent.operand is None:
-        return None
-    return native_loops()
-
-
 def lstm_forward(
     x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
     weight_hr: Tensor | None, keep: bool,
@@ -191,9 +180,8 @@ def lstm_forward(
     native = native_loop_for(x, recurrent, projection)
     with untracked(), loop_threads(batch * weight_hh.numel()):
         if native is not None:
-            operand = recurrent.operand.contiguous()  # Wᵀ laid out for the GEMM: faster at every batch
             native.lstm_forward_loop(
-                buffers.pre, buffers.h_first, buffers.c_first, operand, buffers.hs, buffers.cs,
+                buffers.pre, buffers.h_first, buffers.c_first, recurrent.operand, buffers.hs, buffers.cs,
                 buffers.tanh_cs, keep,
             )
         else:

@@ -30,6 +30,8 @@ from types import ModuleType
 
 import torch
 
+from torchseq.kernels.base import RecurrentProduct
+
 SOURCE = Path(__file__).with_name("loops.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
 
@@ -67,6 +69,17 @@ def _build() -> ModuleType | None:
 def native_loops() -> ModuleType | None:
     """The compiled module (built on the first call), or None when off or unavailable."""
     return _build() if _enabled else None
+
+
+def native_loop_for(
+    x: torch.Tensor, recurrent: RecurrentProduct, projection: RecurrentProduct | None = None
+) -> ModuleType | None:
+    """The compiled loops where they apply: on CPU, without a projection, and where the step's GEMM is
+    unpacked (a weight oneDNN packed runs faster in the Python loop); the C++ side lays the operand out
+    for its GEMM (MKL-packed, else contiguous Wᵀ)."""
+    if x.device.type != "cpu" or projection is not None or recurrent.operand is None:
+        return None
+    return native_loops()
 
 
 def native_loops_enabled() -> bool:
