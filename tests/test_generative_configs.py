@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from torchseq.cli import TorchseqCLI
-from torchseq.data import AnomalyDataModule, MNIST5kDataModule
+from torchseq.data import AnomalyDataModule, MNIST5kDataModule, MNISTDataModule
 from torchseq.tasks.autoencoding import AnomalyAutoencoderTask, AutoencoderTask
 from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
@@ -69,3 +69,28 @@ def assert_built_as_configured(cli: TorchseqCLI, config: dict) -> None:
     assert tuple(output.shape) == tuple(expected) and output.isfinite().all()
     if image_shape:
         assert output.min() >= 0 and output.max() <= 1  # images in the data's [0, 1] range
+
+
+@pytest.mark.parametrize("name", sorted(path.stem.removesuffix("_mnist60k")
+                                        for path in EXPERIMENTS.glob("*_mnist60k.yaml")))
+def test_full_mnist_variant_layers_on_its_config(tmp_path, name: str) -> None:
+    """``--config X.yaml --config X_mnist60k.yaml``: X's task and callbacks, full MNIST with opt-in download."""
+    overlay = EXPERIMENTS / f"{name}_mnist60k.yaml"
+    arguments = ["--config", str(EXPERIMENTS / f"{name}.yaml"), "--config", str(overlay),
+                 "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]
+    cli = TorchseqCLI(args=arguments, run=False)  # download=True: nothing is fetched before fit
+    task_class, _ = CONFIGS[name]
+    assert isinstance(cli.model, task_class) and isinstance(cli.datamodule, MNISTDataModule)
+    assert cli.datamodule.download and cli.datamodule.root == "data" and cli.datamodule.as_images
+    layered = yaml.safe_load(overlay.read_text())
+    assert cli.trainer.max_epochs == layered["trainer"]["max_epochs"]
+    base = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    for key, value in (layered.get("model") or {}).get("init_args", {}).items():
+        base["model"]["init_args"][key] = value
+    assert_built_as_configured(cli, base)
+
+
+def test_every_mnist5k_generative_config_has_a_full_mnist_variant() -> None:
+    images = {name for name, (_, data) in CONFIGS.items() if data is MNIST5kDataModule
+              and "autoencoder" not in name}
+    assert {path.stem.removesuffix("_mnist60k") for path in EXPERIMENTS.glob("*_mnist60k.yaml")} == images

@@ -9,6 +9,7 @@ import torch
 
 from torchseq.models.autoencoder import Autoencoder
 from torchseq.models.gan import (
+    ConditionalDCGANDiscriminator,
     DCGANDiscriminator,
     DCGANGenerator,
     MLPDiscriminator,
@@ -160,3 +161,29 @@ def test_bad_arguments_are_named() -> None:
         SequenceAutoencoder(2).encode(torch.randn(3, 5, 1))
     with pytest.raises(ValueError, match=r"output_activation: expected one of"):
         MLPGenerator(output_activation="relu")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MLPDiscriminator(spectral_norm=True),
+    lambda: DCGANDiscriminator(spectral_norm=True),
+    lambda: ConditionalDCGANDiscriminator(spectral_norm=True),
+], ids=["mlp", "dcgan", "conditional"])
+def test_spectral_norm_bounds_every_weight_and_keeps_the_parameter_count(make) -> None:
+    torch.manual_seed(0)
+    discriminator, plain = make(), type(make())()
+    assert keras_param_count(discriminator) == keras_param_count(plain)
+    images, labels = torch.rand(4, 1, 28, 28), torch.arange(4)
+    conditional = isinstance(discriminator, ConditionalDCGANDiscriminator)
+    layers = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert len(layers) == 3  # two hidden layers (dense or conv) and the output layer
+    with torch.no_grad():  # weights far from norm 1, so that the check below cannot pass by itself
+        for layer in layers:
+            layer.parametrizations.weight.original.mul_(3.0)
+    for _ in range(50):  # one power iteration per training-mode forward
+        discriminator(images, labels) if conditional else discriminator(images)
+    for layer in layers:
+        # the weight the layer computes with has largest singular value 1 (the conv's as a matrix)
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, abs=1e-2)  # power iteration: the estimate converges slowly
+        raw = torch.linalg.matrix_norm(layer.parametrizations.weight.original.detach().flatten(1), ord=2)
+        assert raw > 1.5

@@ -38,6 +38,19 @@ from torchseq.checks import check_choice, check_positive_int
 OUTPUT_ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
+def with_spectral_norm(network: nn.Module) -> nn.Module:
+    """Every Linear and Conv2d weight of ``network`` divided by its largest singular value (Miyato et al.
+    2018), estimated by one power iteration per training forward (``torch.nn.utils.parametrizations``).
+
+    It bounds D's Lipschitz constant, the usual cure when D wins too easily and G collapses; the
+    parameter count is unchanged (the power-iteration vectors are buffers).
+    """
+    for module in network.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.utils.parametrizations.spectral_norm(module)
+    return network
+
+
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's ``padding="same"`` for one spatial dimension: (before, after), the odd pixel after."""
     total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -160,6 +173,7 @@ class MLPDiscriminator(nn.Module):
         image_shape: Sequence[int] = (1, 28, 28),
         hidden_sizes: Sequence[int] = (512, 256),
         negative_slope: float = 0.2,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
@@ -168,6 +182,8 @@ class MLPDiscriminator(nn.Module):
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(negative_slope)]
             width_in = width
         self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))
+        if spectral_norm:
+            with_spectral_norm(self.net)
 
     def forward(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W) → real-vs-fake logits (B,)."""
@@ -251,6 +267,7 @@ class DCGANDiscriminator(nn.Module):
         channels: Sequence[int] = (64, 128),
         negative_slope: float = 0.3,
         dropout: float = 0.3,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         in_channels, height, width = (int(size) for size in image_shape)
@@ -266,6 +283,8 @@ class DCGANDiscriminator(nn.Module):
             nn.Flatten(),
             nn.Linear(flat, 1),
         )
+        if spectral_norm:
+            with_spectral_norm(self.net)
 
     def forward(self, images: Tensor) -> Tensor:
         """Images (B, C, H, W) → real-vs-fake logits (B,)."""
@@ -343,9 +362,10 @@ class ConditionalDCGANDiscriminator(DCGANDiscriminator):
         channels: Sequence[int] = (64, 128),
         negative_slope: float = 0.3,
         dropout: float = 0.3,
+        spectral_norm: bool = False,
     ) -> None:
         in_channels, height, width = (int(size) for size in image_shape)
-        super().__init__((in_channels + 1, height, width), channels, negative_slope, dropout)
+        super().__init__((in_channels + 1, height, width), channels, negative_slope, dropout, spectral_norm)
         self.num_classes, self.grid = num_classes, (height, width)
         self.label_map = nn.Embedding(num_classes, height * width)
 
