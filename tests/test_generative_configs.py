@@ -74,7 +74,8 @@ def assert_built_as_configured(cli: TorchseqCLI, config: dict) -> None:
 @pytest.mark.parametrize("name", sorted(path.stem.removesuffix("_mnist60k")
                                         for path in EXPERIMENTS.glob("*_mnist60k.yaml")))
 def test_full_mnist_variant_layers_on_its_config(tmp_path, name: str) -> None:
-    """``--config X.yaml --config X_mnist60k.yaml``: X's task and callbacks, full MNIST with opt-in download."""
+    """``--config X.yaml --config X_mnist60k.yaml``: X's task and callbacks, full MNIST with opt-in
+    download."""
     overlay = EXPERIMENTS / f"{name}_mnist60k.yaml"
     arguments = ["--config", str(EXPERIMENTS / f"{name}.yaml"), "--config", str(overlay),
                  "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)]

@@ -65,6 +65,18 @@ def test_native_and_python_loops_agree(
 
 
 @pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
+@pytest.mark.parametrize("batch", [1, 4, 5, 16, 24])  # the C++ GEMM: tiles of 4 rows, one row, MKL above 16
+@pytest.mark.parametrize("hidden", [33, 64])  # 4H = 132: whole tiles and left-over columns
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_native_and_python_loops_agree_in_float32(batch: int, hidden: int, cell: str) -> None:
+    torch.manual_seed(0)
+    model = CELLS[cell](7, hidden)
+    x = torch.randn(11, batch, 7)
+    for native, python in zip(run(model, x, None, True), run(model, x, None, False), strict=True):
+        torch.testing.assert_close(native, python, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
 def test_gradcheck_through_the_native_loops() -> None:
     torch.manual_seed(0)
     model = torchseq.LSTM(3, 4).double()

@@ -14,6 +14,7 @@ from torch import Tensor
 
 import torchseq
 from torchseq.kernels import kernels_enabled, workspace
+from torchseq.kernels.native import native_loops
 
 F64 = {"dtype": torch.float64}
 
@@ -35,7 +36,8 @@ def test_every_kernel_reuses_its_buffers_and_release_drops_them(kind: str) -> No
     layer(x)[0].sum().backward()
     store = workspace._kept.store
     first = dict(store)
-    assert len(first) == 2                                               # forward and backward buffers
+    # forward and backward buffers; the C++ LSTM forward writes what it returns into new tensors
+    assert len(first) == (1 if kind == "LSTM" and native_loops() is not None else 2)
     layer(x)[0].sum().backward()
     assert all(store[key] is buffers for key, buffers in first.items())  # the same objects, reused
     workspace.release()

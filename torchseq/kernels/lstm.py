@@ -35,7 +35,9 @@ measurements behind these choices are in ``benchmarks/reference/kernel-notes.md`
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
@@ -63,9 +65,11 @@ from torchseq.kernels.base import (
     tanh_slope,
     times_previous,
     untracked,
+    uses_packed_gemm,
     with_row_in_front,
 )
 from torchseq.kernels.native import native_loop_for
+from torchseq.kernels.prepared import prepared_for
 from torchseq.kernels.workspace import buffers_for, hand_out
 
 
@@ -79,15 +83,56 @@ def run_lstm(
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """x (T, B, I) and (h_0, c_0) → outputs (T, B, H_out) and the final (h, c), as ``Unroll`` returns."""
     h0, c0 = state
-    weights = (
+    reads = (cell.weight_ih, cell.bias_ih, cell.bias_hh, cell.weight_hh, cell.weight_hr)
+    if needs_graph(x, h0, c0, *reads):
+        hs, cs = LSTMRecurrence.apply(x, h0, c0, *laid_out(cell))
+        return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
+    weights = prepared_for(cell, reads, lambda: InferenceWeights(*laid_out(cell)))
+    steps, batch, _ = x.shape
+    hs, cs, _ = lstm_forward(x, h0, c0, *weights.tensors, keep=False, products=weights.products(batch, steps))
+    return hs, (last_valid(hs, lengths), last_valid(cs, lengths).clone())  # cs may be a kept buffer
+
+
+def laid_out(cell: LSTMCell) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
+    """W_ih, b = b_ih + b_hh and W_hh with their rows in :func:`kernel_order`, and W_hr: what the loops
+    read."""
+    return (
         kernel_order(cell.weight_ih), kernel_order(folded_bias(cell)), kernel_order(cell.weight_hh),
         cell.weight_hr,
     )
-    if needs_graph(x, h0, c0, *weights):
-        hs, cs = LSTMRecurrence.apply(x, h0, c0, *weights)
-    else:
-        hs, cs, _ = lstm_forward(x, h0, c0, *weights, keep=False)
-    return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
+
+
+class InferenceWeights:
+    """:func:`laid_out` weights for calls without autograd, kept while the cell's weights are unchanged
+    (:func:`~torchseq.kernels.prepared.prepared_for`), with the step GEMMs' operands for the last few
+    (batch, packing) combinations, since laying those out (W_hhᵀ contiguous, or packed) is most of it."""
+
+    KEPT_PRODUCTS = 4
+
+    def __init__(self, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, weight_hr: Tensor | None):
+        self.tensors = (weight_ih, bias, weight_hh, weight_hr)
+        self._products: OrderedDict[tuple[int, bool], Products] = OrderedDict()
+
+    def products(self, batch: int, steps: int) -> Products:
+        weight_hh, weight_hr = self.tensors[2], self.tensors[3]
+        key = (batch, uses_packed_gemm(weight_hh, steps))
+        if key not in self._products:
+            with torch.inference_mode(False):
+                self._products[key] = Products(
+                    RecurrentProduct(weight_hh, batch, steps),
+                    None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps),
+                )
+            if len(self._products) > self.KEPT_PRODUCTS:
+                self._products.popitem(last=False)
+        self._products.move_to_end(key)
+        return self._products[key]
+
+
+class Products(NamedTuple):
+    """The forward loop's two step GEMMs: W_hh h_{t-1} and, with a projection, W_hr m_t."""
+
+    recurrent: RecurrentProduct
+    projection: RecurrentProduct | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,15 +203,34 @@ class ForwardBuffers:
 
 def lstm_forward(
     x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
-    weight_hr: Tensor | None, keep: bool,
+    weight_hr: Tensor | None, keep: bool, products: Products | None = None,
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
     """The input projection of x (T, B, I) and the forward loop, with the rows of ``weight_ih``, ``bias``
-    and ``weight_hh`` in :func:`kernel_order`, in kept buffers (:mod:`torchseq.kernels.workspace`)
-    where the call is small enough, else in buffers made for it.
+    and ``weight_hh`` in :func:`kernel_order`; ``products``: the step GEMMs when the caller has them laid
+    out already.
 
     Returns h (T, B, H_out), c (T, B, H) and, when ``keep``, what backward needs: the gates (T, B, 4, H;
-    order o, i, f, g), tanh(c) (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H).
+    order o, i, f, g), tanh(c) (T, B, H) and, with a projection, m = o ⊙ tanh(c) (T, B, H). Without
+    ``keep``, c may live in a buffer the next call on this thread overwrites: copy what you keep of it.
     """
+    steps, batch, _ = x.shape
+    if products is None:
+        products = Products(
+            RecurrentProduct(weight_hh, batch, steps),
+            None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps),
+        )
+    native = native_loop_for(x, products.recurrent, products.projection)
+    if native is not None:
+        return native_lstm_forward(native, x, h0, c0, weight_ih, bias, products.recurrent, keep)
+    return python_lstm_forward(x, h0, c0, weight_ih, bias, weight_hh, weight_hr, keep, products)
+
+
+def python_lstm_forward(
+    x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor,
+    weight_hr: Tensor | None, keep: bool, products: Products,
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor | None] | None]:
+    """:func:`lstm_forward` by the Python loop, in kept buffers (:mod:`torchseq.kernels.workspace`) where
+    the call is small enough, else in buffers made for it."""
     steps, batch, _ = x.shape
     hidden, out_size = c0.shape[-1], h0.shape[-1]
     buffers, is_kept = buffers_for(
@@ -175,22 +239,49 @@ def lstm_forward(
     project(x, weight_ih, bias, out=buffers.pre)                                    # pre = x W_ihᵀ + b
     buffers.h_first.copy_(h0)
     buffers.c_first.copy_(c0)
-    recurrent = RecurrentProduct(weight_hh, batch, steps)
-    projection = None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps)
-    native = native_loop_for(x, recurrent, projection)
     with untracked(), loop_threads(batch * weight_hh.numel()):
-        if native is not None:
-            native.lstm_forward_loop(
-                buffers.pre, buffers.h_first, buffers.c_first, recurrent.operand, buffers.hs, buffers.cs,
-                buffers.tanh_cs, keep,
-            )
-        else:
-            buffers.loop(recurrent, projection)
+        buffers.loop(products.recurrent, products.projection)
     hs, cs = hand_out(buffers.hs, is_kept), hand_out(buffers.cs, is_kept)
     if not keep:
         return hs, cs, None
     saved = (buffers.gates, buffers.tanh_cs, buffers.ms if weight_hr is not None else None)
     return hs, cs, tuple(None if b is None else hand_out(b, is_kept) for b in saved)
+
+
+class NativeScratch:
+    """The C++ forward loop's working buffers of a call without ``keep``: x W_ihᵀ + b turning into the
+    gates, c for every step (the caller reads the last) and one step's tanh(c)."""
+
+    def __init__(self, like: Tensor, steps: int, batch: int, hidden: int) -> None:
+        self.pre = like.new_empty(steps, batch, 4 * hidden)
+        self.cs = like.new_empty(steps, batch, hidden)
+        self.tanh_cs = like.new_empty(1, batch, hidden)
+
+
+def native_lstm_forward(
+    native: ModuleType, x: Tensor, h0: Tensor, c0: Tensor, weight_ih: Tensor, bias: Tensor | None,
+    recurrent: RecurrentProduct, keep: bool,
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, None] | None]:
+    """:func:`lstm_forward` by the C++ loop. It reads no per-step views, so what a call returns is
+    written straight into new tensors (no copy out of kept buffers); only the scratch of a call without
+    ``keep`` is kept between calls."""
+    steps, batch, _ = x.shape
+    hidden = c0.shape[-1]
+    hs = x.new_empty(steps, batch, hidden)
+    if keep:
+        scratch = NativeScratch(x, steps, batch, hidden)
+        scratch.tanh_cs = x.new_empty(steps, batch, hidden)
+    else:
+        scratch, _ = buffers_for(NativeScratch, x, steps, batch * 4 * hidden, batch, hidden)
+    project(x, weight_ih, bias, out=scratch.pre)                                    # pre = x W_ihᵀ + b
+    with untracked(), loop_threads(batch * hidden * 4 * hidden):
+        native.lstm_forward_loop(
+            scratch.pre, h0.contiguous(), c0.contiguous(), recurrent.operand, hs, scratch.cs, scratch.tanh_cs,
+            keep,
+        )
+    if not keep:
+        return hs, scratch.cs, None
+    return hs, scratch.cs, (scratch.pre.view(steps, batch, 4, hidden), scratch.tanh_cs, None)
 
 
 class LSTMInputs(NamedTuple):
