@@ -65,7 +65,8 @@ def test_native_and_python_loops_agree(
 
 
 @pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
-@pytest.mark.parametrize("batch", [1, 4, 5, 16, 24])  # the C++ GEMM: tiles of 4 rows, one row, MKL above 16
+# The C++ GEMM: tiles of 4 rows, one row, up to 32 rows for a small operand, MKL above.
+@pytest.mark.parametrize("batch", [1, 4, 5, 16, 24, 40])
 @pytest.mark.parametrize("hidden", [33, 64])  # 4H = 132: whole tiles and left-over columns
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_native_and_python_loops_agree_in_float32(batch: int, hidden: int, cell: str) -> None:
@@ -73,7 +74,43 @@ def test_native_and_python_loops_agree_in_float32(batch: int, hidden: int, cell:
     model = CELLS[cell](7, hidden)
     x = torch.randn(11, batch, 7)
     for native, python in zip(run(model, x, None, True), run(model, x, None, False), strict=True):
-        torch.testing.assert_close(native, python, rtol=0, atol=1e-5)
+        torch.testing.assert_close(native, python, rtol=1e-6, atol=1e-5)  # weight gradients reach ~100
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [40, 41])  # split 20 / 20 and 21 / 20 rows over two threads
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_loops_split_over_two_threads_equal_the_python_loops(
+    batch: int, dtype: torch.dtype, cell: str
+) -> None:
+    torch.manual_seed(0)
+    model = CELLS[cell](5, 64).to(dtype)  # B·H·4H above the one-thread bound: the loop may use two threads
+    x = torch.randn(9, batch, 5, dtype=dtype)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pairs = zip(run(model, x, None, True), run(model, x, None, False), strict=True)
+        for native, python in pairs:
+            if dtype == torch.float64:
+                torch.testing.assert_close(native, python, rtol=0, atol=1e-12)
+            else:
+                torch.testing.assert_close(native, python, rtol=1e-6, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not has_compiler or not torch.backends.mkldnn.is_available(),
+                    reason="no C++ compiler, or a torch build without oneDNN")
+def test_a_large_float32_weight_runs_the_native_loop_on_the_onednn_packed_operand() -> None:
+    torch.manual_seed(0)
+    model = torchseq.LSTM(8, 512)  # W_hh 2048 x 512: packed for oneDNN (RecurrentProduct)
+    x = torch.randn(9, 3, 8)
+    product = RecurrentProduct(model.weight_hh_l0, batch=3, steps=9)
+    assert product.packed is not None and product.native_operand is product.packed
+    assert native_loop_for(x, product) is not None
+    for native, python in zip(run(model, x, None, True), run(model, x, None, False), strict=True):
+        torch.testing.assert_close(native, python, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
@@ -93,13 +130,12 @@ def test_gradcheck_through_the_native_loops() -> None:
         assert torch.autograd.gradcheck(layer, (x, *weights))
 
 
-def test_the_native_loops_step_aside_for_a_projection_and_a_packed_weight() -> None:
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
+def test_the_native_loops_step_aside_for_a_projection_and_when_switched_off() -> None:
     x = torch.randn(4, 2, 3)
     small = RecurrentProduct(torch.randn(20, 5), batch=2, steps=4)
+    assert native_loop_for(x, small) is not None
     assert native_loop_for(x, small, RecurrentProduct(torch.randn(5, 5), 2, 4)) is None  # projection
-    packed = RecurrentProduct(torch.randn(2048, 512), batch=64, steps=100)
-    if packed.operand is None:  # oneDNN packed it: the Python loop runs that GEMM faster
-        assert native_loop_for(x, packed, None) is None
     with use_native_loops(False):
         assert native_loop_for(x, small, None) is None
 

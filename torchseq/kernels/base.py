@@ -105,6 +105,11 @@ class RecurrentProduct:
 
         self.accumulate, self.product = accumulate, product
 
+    @property
+    def native_operand(self) -> Tensor:
+        """What the C++ loops read: the oneDNN-packed weight, else the operand (they make it contiguous)."""
+        return self.operand if self.packed is None else self.packed
+
     def _packed_accumulate(self, out: Tensor, rows: Tensor) -> Tensor:
         return out.copy_(torch.ops.mkldnn._linear_pointwise.binary(rows, out, self.packed, None, "add"))
 

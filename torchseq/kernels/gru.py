@@ -157,8 +157,8 @@ def gru_forward(
     with untracked(), loop_threads(batch * weight_hh.numel()):
         if native is not None:
             native.gru_forward_loop(
-                buffers.gates.view(steps, batch, -1), buffers.projected, buffers.h_first, recurrent.operand,
-                buffers.hs, buffers.ns, keep,
+                buffers.gates.view(steps, batch, -1), buffers.projected, buffers.h_first,
+                recurrent.native_operand, buffers.hs, buffers.ns, keep,
             )
         else:
             buffers.loop(recurrent)

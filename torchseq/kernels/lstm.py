@@ -118,9 +118,11 @@ class InferenceWeights:
         key = (batch, uses_packed_gemm(weight_hh, steps))
         if key not in self._products:
             with torch.inference_mode(False):
+                recurrent = RecurrentProduct(weight_hh, batch, steps)
+                if recurrent.operand is not None:  # the C++ loops read Wᵀ contiguous: lay it out once here
+                    recurrent.operand = recurrent.operand.contiguous()
                 self._products[key] = Products(
-                    RecurrentProduct(weight_hh, batch, steps),
-                    None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps),
+                    recurrent, None if weight_hr is None else RecurrentProduct(weight_hr, batch, steps)
                 )
             if len(self._products) > self.KEPT_PRODUCTS:
                 self._products.popitem(last=False)
@@ -276,8 +278,8 @@ def native_lstm_forward(
     project(x, weight_ih, bias, out=scratch.pre)                                    # pre = x W_ihᵀ + b
     with untracked(), loop_threads(batch * hidden * 4 * hidden):
         native.lstm_forward_loop(
-            scratch.pre, h0.contiguous(), c0.contiguous(), recurrent.operand, hs, scratch.cs, scratch.tanh_cs,
-            keep,
+            scratch.pre, h0.contiguous(), c0.contiguous(), recurrent.native_operand, hs, scratch.cs,
+            scratch.tanh_cs, keep,
         )
     if not keep:
         return hs, scratch.cs, None
@@ -345,7 +347,7 @@ class LSTMRecurrence(torch.autograd.Function):
         with untracked(), loop_threads(batch * weight_hh.numel()):
             if native is not None:
                 native.lstm_backward_loop(
-                    dhs, dcs, factors, buffers.dc_per_dm, buffers.f, recurrent.operand
+                    dhs, dcs, factors, buffers.dc_per_dm, buffers.f, recurrent.native_operand
                 )
             else:
                 buffers.loop(recurrent, projection)

@@ -33,7 +33,9 @@ import torch
 from torchseq.kernels.base import RecurrentProduct
 
 SOURCE = Path(__file__).with_name("loops.cpp")
-FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+# -fopenmp: at::parallel_for splits a loop's batch rows over torch's threads (the OpenMP runtime is the
+# one torch loaded, libgomp.so.1).
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
 
 _enabled = os.environ.get("TORCHSEQ_NATIVE", "1") != "0"
 
@@ -59,7 +61,9 @@ def _build() -> ModuleType | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cpp_extension's notes on CUDA and compiler versions
-            return cpp_extension.load(name, [str(SOURCE)], extra_cflags=FLAGS, verbose=False)
+            return cpp_extension.load(
+                name, [str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], verbose=False
+            )
     except Exception as reason:  # no compiler, a failed build: the Python loops run instead
         warnings.warn(f"torchseq's native loops are unavailable, the Python loops run: {reason}",
                       stacklevel=3)
@@ -74,10 +78,10 @@ def native_loops() -> ModuleType | None:
 def native_loop_for(
     x: torch.Tensor, recurrent: RecurrentProduct, projection: RecurrentProduct | None = None
 ) -> ModuleType | None:
-    """The compiled loops where they apply: on CPU, without a projection, and where the step's GEMM is
-    unpacked (a weight oneDNN packed runs faster in the Python loop); the C++ side lays the operand out
-    for its GEMM (MKL-packed, else contiguous Wᵀ)."""
-    if x.device.type != "cpu" or projection is not None or recurrent.operand is None:
+    """The compiled loops where they apply: on CPU and without a projection. They read the step's
+    operand as :class:`RecurrentProduct` laid it out (``native_operand``: oneDNN-packed for a large
+    float32 weight) and lay an unpacked one out for their own GEMM (MKL-packed, else contiguous Wᵀ)."""
+    if x.device.type != "cpu" or projection is not None:
         return None
     return native_loops()
 
