@@ -149,8 +149,15 @@ def loop_threads(step_macs: int) -> Iterator[None]:
     """Run a per-step loop on one thread when its GEMM is small (:data:`SINGLE_THREAD_MACS`), restoring
     torch's thread count after. The count is process-wide: torch work in another Python thread during
     the loop runs on one thread too."""
+    with one_thread_if(step_macs <= SINGLE_THREAD_MACS):
+        yield
+
+
+@contextmanager
+def one_thread_if(condition: bool) -> Iterator[None]:
+    """Run a block on one of torch's threads when ``condition`` holds, restoring the count after."""
     threads = torch.get_num_threads()
-    if threads == 1 or step_macs > SINGLE_THREAD_MACS:
+    if threads == 1 or not condition:
         yield
         return
     torch.set_num_threads(1)
