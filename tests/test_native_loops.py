@@ -150,3 +150,37 @@ def test_torchseq_native_0_turns_them_off() -> None:
         check=True,
     )
     assert result.stdout.strip() == "None"
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("batch", [1, 6, 40])  # one row, a 4-row tile and a rest, two threads' blocks
+def test_inference_with_the_projection_inside_the_loop_equals_the_python_loop(
+    bias: bool, batch_first: bool, batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchseq.kernels.lstm import projects_in_loop
+
+    module, calls = native_loops(), []
+    inner = module.lstm_inference_loop
+    monkeypatch.setattr(module, "lstm_inference_loop", lambda *args: calls.append(1) or inner(*args))
+
+    torch.manual_seed(0)
+    model = torchseq.LSTM(3, 64, num_layers=2, bias=bias, batch_first=batch_first).double()
+    assert projects_in_loop(3, 64) and projects_in_loop(64, 256) and not projects_in_loop(64, 64)
+    x = torch.randn(batch, 13, 3, dtype=torch.float64) if batch_first else torch.randn(13, batch, 3).double()
+    h0 = torch.randn(2, batch, 64, dtype=torch.float64)
+    c0 = torch.randn(2, batch, 64, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.inference_mode():
+            with use_native_loops(True):
+                native_out, (native_h, native_c) = model(x, (h0, c0))
+            with use_native_loops(False):
+                python_out, (python_h, python_c) = model(x, (h0, c0))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(calls) == 1  # layer 0 (I = 3) ran it; layer 1 (I = H = 64) projects before its loop
+    for native, python in ((native_out, python_out), (native_h, python_h), (native_c, python_c)):
+        torch.testing.assert_close(native, python, rtol=0, atol=1e-12)

@@ -154,7 +154,7 @@ def gru_forward(
     buffers.h_first.copy_(h0)
     recurrent = RecurrentProduct(weight_hh, batch, steps)
     native = native_loop_for(x, recurrent)
-    with untracked(), loop_threads(batch * weight_hh.numel()):
+    with untracked(), loop_threads(batch * weight_hh.numel(), native=native is not None):
         if native is not None:
             native.gru_forward_loop(
                 buffers.gates.view(steps, batch, -1), buffers.projected, buffers.h_first,

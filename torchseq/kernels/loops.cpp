@@ -14,6 +14,7 @@
 
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -97,7 +98,7 @@ void small_gemm(T* out, const T* rows, const T* operand, int64_t batch, int64_t 
 // (16, 256, 64); a forward loop of 28 steps at (32, 128, 512) 1.66 vs 1.96 ms; at 64 rows MKL wins
 // (3.31 vs 3.51 ms for that loop).
 bool runs_small_gemm(int64_t rows, int64_t k_size, int64_t n_size) {
-  return rows <= 16 || (rows <= 32 && k_size * n_size <= 65536);
+  return rows <= 16 || (rows <= 32 && k_size * n_size <= 65536) || k_size <= 32;
 }
 
 // The operand of a step's GEMM arrives either as W^T (K, N), strided, or as the weight (N, K) in
@@ -328,6 +329,48 @@ void lstm_forward_loop(at::Tensor pre, at::Tensor h_first, at::Tensor c_first, a
   });
 }
 
+// Inference: the input projection inside the loop. a_t = b + x_t W_ih^T + h_{t-1} W_hh^T is summed in a
+// (B, 4H) scratch that stays in cache, instead of a (T, B, 4H) buffer written by one GEMM before the loop
+// and read back by it; c_t lives in two alternating rows. x (T, B, I); input_operand: W_ih^T (I, 4H);
+// bias (4H) or undefined; operand: W_hh^T (H, 4H). hs (T, B, H) receives h_t, c_last (B, H) c_T.
+void lstm_inference_loop(at::Tensor x, at::Tensor h_first, at::Tensor c_first, at::Tensor input_operand,
+                         std::optional<at::Tensor> bias, at::Tensor operand, at::Tensor hs, at::Tensor c_last) {
+  for (auto* t : {&x, &h_first, &c_first, &input_operand, &hs, &c_last}) check_float(*t, "lstm_inference_loop");
+  const int64_t steps = x.size(0), batch = x.size(1), inputs = x.size(2), hidden = c_first.size(1);
+  TORCH_CHECK(input_operand.size(0) == inputs && input_operand.size(1) == 4 * hidden &&
+                  operand_rows(operand) == hidden && operand_columns(operand) == 4 * hidden &&
+                  (!bias.has_value() || bias->numel() == 4 * hidden),
+              "lstm_inference_loop: expected W_ih^T (I, 4H), W_hh^T (H, 4H) and a bias of 4H");
+  at::NoGradGuard no_grad;
+  const at::Tensor weight = operand.is_mkldnn() ? operand : operand.contiguous();
+  const at::Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({4 * hidden}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_inference_loop", [&] {
+    const int64_t cells = batch * hidden;
+    for_row_blocks(batch, weight, [&](int64_t first, int64_t end) {
+      const int64_t rows = end - first;
+      const StepGemm input(input_operand, rows), recurrent(weight, rows);
+      std::vector<scalar_t> a(rows * 4 * hidden), c_rows(2 * rows * hidden);
+      const scalar_t* const bias_row = b.data_ptr<scalar_t>();
+      const scalar_t* x_t = x.data_ptr<scalar_t>() + first * inputs;
+      scalar_t* h = hs.data_ptr<scalar_t>() + first * hidden;
+      const scalar_t* h_prev = h_first.data_ptr<scalar_t>() + first * hidden;
+      const scalar_t* c_prev = c_first.data_ptr<scalar_t>() + first * hidden;
+      for (int64_t t = 0; t < steps; ++t) {
+        for (int64_t r = 0; r < rows; ++r) std::copy(bias_row, bias_row + 4 * hidden, a.data() + r * 4 * hidden);
+        input.accumulate(a.data(), x_t);      // + x_t W_ih^T
+        recurrent.accumulate(a.data(), h_prev);  // + h_{t-1} W_hh^T
+        scalar_t* c = c_rows.data() + (t % 2) * rows * hidden;
+        forward_pointwise<scalar_t>(a.data(), c_prev, c, h, nullptr, rows, hidden);
+        h_prev = h;
+        c_prev = c;
+        x_t += batch * inputs;
+        h += cells;
+      }
+      std::copy(c_prev, c_prev + rows * hidden, c_last.data_ptr<scalar_t>() + first * hidden);
+    });
+  });
+}
+
 // dhs, dcs (T + 1, B, H): row t + 1 holds the incoming gradient of step t, row 0 that of h_0 / c_0; the
 // loop accumulates into them. factors (T, B, 4, H) become dA. dc_per_dm, f (T, B, H). operand: W_hh (4H, H).
 void lstm_backward_loop(at::Tensor dhs, at::Tensor dcs, at::Tensor factors, at::Tensor dc_per_dm, at::Tensor f,
@@ -392,6 +435,7 @@ void gru_forward_loop(at::Tensor gates, at::Tensor projected, at::Tensor h_first
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward_loop", &lstm_forward_loop, "The LSTM kernel's forward loop");
+  m.def("lstm_inference_loop", &lstm_inference_loop, "The LSTM kernel's inference loop (projection inside)");
   m.def("lstm_backward_loop", &lstm_backward_loop, "The LSTM kernel's backward loop");
   m.def("gru_forward_loop", &gru_forward_loop, "The GRU kernel's forward loop (reset_after)");
 }

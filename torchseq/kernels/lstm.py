@@ -88,9 +88,35 @@ def run_lstm(
         hs, cs = LSTMRecurrence.apply(x, h0, c0, *laid_out(cell))
         return hs, (last_valid(hs, lengths), last_valid(cs, lengths))
     weights = prepared_for(cell, reads, lambda: InferenceWeights(*laid_out(cell)))
-    steps, batch, _ = x.shape
-    hs, cs, _ = lstm_forward(x, h0, c0, *weights.tensors, keep=False, products=weights.products(batch, steps))
+    steps, batch, inputs = x.shape
+    products = weights.products(batch, steps)
+    native = native_loop_for(x, products.recurrent, products.projection)
+    if native is not None and lengths is None and projects_in_loop(inputs, cell.hidden_size):
+        return native_lstm_inference(native, x, h0, c0, weights, products.recurrent)
+    hs, cs, _ = lstm_forward(x, h0, c0, *weights.tensors, keep=False, products=products)
     return hs, (last_valid(hs, lengths), last_valid(cs, lengths).clone())  # cs may be a kept buffer
+
+
+def projects_in_loop(inputs: int, hidden: int) -> bool:
+    """Whether an inference call runs the input projection inside the C++ loop, step by step
+    (``lstm_inference_loop``), rather than as one GEMM before it: where x_t W_ihᵀ is cheap beside the
+    recurrent GEMM, so that writing and reading back a (T, B, 4H) buffer is what the projection costs."""
+    return inputs * 4 <= hidden
+
+
+def native_lstm_inference(
+    native: ModuleType, x: Tensor, h0: Tensor, c0: Tensor, weights: InferenceWeights,
+    recurrent: RecurrentProduct,
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    steps, batch, _ = x.shape
+    hs = x.new_empty(steps, batch, c0.shape[-1])
+    c_last = torch.empty_like(c0)
+    with untracked():
+        native.lstm_inference_loop(
+            x.contiguous(), h0.contiguous(), c0.contiguous(), weights.input_operand, weights.tensors[1],
+            recurrent.native_operand, hs, c_last,
+        )
+    return hs, (hs[-1], c_last)
 
 
 def laid_out(cell: LSTMCell) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
@@ -112,6 +138,15 @@ class InferenceWeights:
     def __init__(self, weight_ih: Tensor, bias: Tensor | None, weight_hh: Tensor, weight_hr: Tensor | None):
         self.tensors = (weight_ih, bias, weight_hh, weight_hr)
         self._products: OrderedDict[tuple[int, bool], Products] = OrderedDict()
+        self._input_operand: Tensor | None = None
+
+    @property
+    def input_operand(self) -> Tensor:
+        """W_ihᵀ (I, 4H), contiguous: the right operand of the C++ inference loop's input GEMM."""
+        if self._input_operand is None:
+            with torch.inference_mode(False):
+                self._input_operand = self.tensors[0].t().contiguous()
+        return self._input_operand
 
     def products(self, batch: int, steps: int) -> Products:
         weight_hh, weight_hr = self.tensors[2], self.tensors[3]
@@ -276,7 +311,7 @@ def native_lstm_forward(
     else:
         scratch, _ = buffers_for(NativeScratch, x, steps, batch * 4 * hidden, batch, hidden)
     project(x, weight_ih, bias, out=scratch.pre)                                    # pre = x W_ihᵀ + b
-    with untracked(), loop_threads(batch * hidden * 4 * hidden):
+    with untracked(), loop_threads(batch * hidden * 4 * hidden, native=True):
         native.lstm_forward_loop(
             scratch.pre, h0.contiguous(), c0.contiguous(), recurrent.native_operand, hs, scratch.cs,
             scratch.tanh_cs, keep,
@@ -344,7 +379,7 @@ class LSTMRecurrence(torch.autograd.Function):
         recurrent = RecurrentProduct(weight_hh.t(), batch, steps)                  # dA_t W_hh
         projection = None if weight_hr is None else RecurrentProduct(weight_hr.t(), batch, steps)
         native = native_loop_for(hs, recurrent, projection)
-        with untracked(), loop_threads(batch * weight_hh.numel()):
+        with untracked(), loop_threads(batch * weight_hh.numel(), native=native is not None):
             if native is not None:
                 native.lstm_backward_loop(
                     dhs, dcs, factors, buffers.dc_per_dm, buffers.f, recurrent.native_operand
