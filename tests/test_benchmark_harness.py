@@ -220,3 +220,15 @@ def test_user_cells_run_through_recurrent_against_an_lstm(tmp_path) -> None:
     assert target_for("LayerNormLSTM", "ucr", "forward+backward") == 2.5
     assert target_for("PeepholeLSTM", "fastrnns", "forward+backward") == 1.5
     assert target_for("LayerNormLSTM", "ucr", "inference") is None
+
+
+def test_fresh_process_cross_check_times_both_sides_of_every_workload() -> None:
+    from benchmarks.fresh_process import WORKLOADS, measure
+
+    threads = torch.get_num_threads()
+    try:
+        medians = measure("batch-1", threads=1, calls=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert set(medians) == set(WORKLOADS)
+    assert all(len(pair) == 2 and min(pair) > 0 for pair in medians.values())
