@@ -14,8 +14,13 @@ from torch import Tensor, nn
 from tests._tiny_generative import TinyImages, tiny_trainer
 from torchseq.callbacks.sample_quality import ClassConditionalAccuracy
 from torchseq.cli import main as torchseq_main
-from torchseq.models.gan import ConditionalDCGANDiscriminator, ConditionalDCGANGenerator
-from torchseq.tasks.gan import ConditionalGANTask
+from torchseq.models.gan import (
+    AuxiliaryClassifierDiscriminator,
+    ConditionalDCGANDiscriminator,
+    ConditionalDCGANGenerator,
+    DCGANDiscriminator,
+)
+from torchseq.tasks.gan import AuxiliaryClassifierGANTask, ConditionalGANTask
 from torchseq.tools.sample import main as sample_main
 
 
@@ -132,3 +137,72 @@ def test_torchseq_sample_draws_the_requested_digit_from_a_checkpoint(tmp_path, c
     with pytest.raises(SystemExit):
         sample_main(["--checkpoint", str(tmp_path / "missing.ckpt")])
     assert "--checkpoint: no such file" in capsys.readouterr().out
+
+
+def tiny_acgan(num_classes: int = 4, **options) -> AuxiliaryClassifierGANTask:
+    return AuxiliaryClassifierGANTask(
+        partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
+        partial(AuxiliaryClassifierDiscriminator, channels=(4, 8)),
+        num_classes=num_classes,
+        **options,
+    )
+
+
+def test_the_auxiliary_classifier_discriminator_gives_both_heads_from_one_trunk() -> None:
+    torch.manual_seed(0)
+    discriminator = AuxiliaryClassifierDiscriminator(num_classes=3, channels=(2, 4)).eval()
+    images = torch.rand(5, 1, 28, 28)
+    source, classes = discriminator.both(images)
+    assert source.shape == (5,) and classes.shape == (5, 3)
+    torch.testing.assert_close(discriminator(images, torch.tensor([0, 1, 2, 0, 1])), source, rtol=0, atol=0)
+    plain = DCGANDiscriminator(channels=(2, 4))
+    extra = sum(p.numel() for p in discriminator.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == discriminator.classes.in_features * 3 + 3  # one Linear head more
+    with pytest.raises(ValueError, match=r"labels: expected values in 0\.\.2"):
+        discriminator(images, torch.tensor([0, 1, 2, 3, 0]))
+
+
+def test_acgan_losses_add_the_class_cross_entropy() -> None:
+    torch.manual_seed(0)
+    task = tiny_acgan(classification_weight=2.0)
+    task.log = task.log_dict = lambda *args, **kwargs: None  # outside a trainer
+    real, fake = torch.rand(6, 1, 28, 28) * 2 - 1, torch.rand(6, 1, 28, 28) * 2 - 1
+    labels, drawn = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([3, 2, 1, 0, 3, 2])
+    task.discriminator.eval()  # no dropout: the same logits in the loss and here
+    source_real, classes_real = task.discriminator.both(real)
+    source_fake, classes_fake = task.discriminator.both(fake)
+    adversarial = 0.5 * (
+        nn.functional.binary_cross_entropy_with_logits(source_real, torch.ones(6))
+        + nn.functional.binary_cross_entropy_with_logits(source_fake, torch.zeros(6))
+    )
+    classification = 0.5 * (
+        nn.functional.cross_entropy(classes_real, labels) + nn.functional.cross_entropy(classes_fake, drawn)
+    )
+    loss = task.discriminator_loss(real, fake, "val", labels, drawn)
+    torch.testing.assert_close(loss, adversarial + 2.0 * classification)
+    g_loss = task.generator_loss(fake, drawn)
+    expected = nn.functional.binary_cross_entropy_with_logits(source_fake, torch.ones(6)) + 2.0 * (
+        nn.functional.cross_entropy(classes_fake, drawn)
+    )
+    torch.testing.assert_close(g_loss, expected)
+
+
+def test_acgan_refuses_a_bad_weight_and_a_discriminator_without_a_class_head() -> None:
+    with pytest.raises(ValueError, match=r"classification_weight: expected a float > 0, got 0"):
+        tiny_acgan(classification_weight=0)
+    with pytest.raises(TypeError, match=r"discriminator: expected one with both\(images\).*ConditionalDCGAN"):
+        AuxiliaryClassifierGANTask(
+            partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
+            partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
+            num_classes=4,
+        )
+
+
+def test_a_tiny_acgan_run_trains_and_logs_the_class_loss(tmp_path) -> None:
+    L.seed_everything(0)
+    task = tiny_acgan()
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(task, TinyImages(size=32))
+    for name in ("train/d_loss", "train/g_loss", "train/d_class_loss", "val/d_class_loss"):
+        assert torch.isfinite(trainer.callback_metrics[name]), name
+    assert int(task.g_steps) == 2

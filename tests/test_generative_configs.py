@@ -12,7 +12,7 @@ import yaml
 from torchseq.cli import TorchseqCLI
 from torchseq.data import AnomalyDataModule, MNIST5kDataModule, MNISTDataModule
 from torchseq.tasks.autoencoding import AnomalyAutoencoderTask, AutoencoderTask
-from torchseq.tasks.gan import ConditionalGANTask, GANTask
+from torchseq.tasks.gan import AuxiliaryClassifierGANTask, ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -26,6 +26,7 @@ CONFIGS = {
     "gan": (GANTask, MNIST5kDataModule),
     "dcgan": (GANTask, MNIST5kDataModule),
     "conditional_dcgan": (ConditionalGANTask, MNIST5kDataModule),
+    "acgan": (AuxiliaryClassifierGANTask, MNIST5kDataModule),
 }
 
 

@@ -374,3 +374,39 @@ class ConditionalDCGANDiscriminator(DCGANDiscriminator):
         check_labels(labels, len(images), self.num_classes)
         maps = self.label_map(labels).unflatten(1, (1, *self.grid))  # (B, 1, H, W)
         return self.net(torch.cat([images, maps], dim=1)).squeeze(1)
+
+
+class AuxiliaryClassifierDiscriminator(DCGANDiscriminator):
+    """The DCGAN discriminator with a second head that names the class (AC-GAN, Odena, Olah & Shlens
+    2017): it sees only the image, and two Linear layers on the same flattened features give the
+    real-vs-fake logit and the ``num_classes`` class logits.
+
+    ``forward(images, labels)`` gives the real-vs-fake logits (the labels are not read: they are in the
+    signature of a conditional discriminator); ``both(images)`` gives both heads in one pass.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_classes: int = 10,
+        channels: Sequence[int] = (64, 128),
+        negative_slope: float = 0.3,
+        dropout: float = 0.3,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__(image_shape, channels, negative_slope, dropout, spectral_norm)
+        self.num_classes = num_classes
+        self.classes = nn.Linear(self.net[-1].in_features, num_classes)
+        if spectral_norm:
+            with_spectral_norm(self.classes)
+
+    def both(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Images (B, C, H, W) → real-vs-fake logits (B,) and class logits (B, num_classes)."""
+        features = self.net[:-1](images)
+        return self.net[-1](features).squeeze(1), self.classes(features)
+
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        """Images (B, C, H, W) → real-vs-fake logits (B,)."""
+        if labels is not None:
+            check_labels(labels, len(images), self.num_classes)
+        return self.net(images).squeeze(1)

@@ -148,12 +148,17 @@ class GANTask(L.LightningModule):
         fake_conditions: Tensor | None = None,
     ) -> Tensor:
         """½·[BCE(D(real), 1) + BCE(D(fake), 0)]; logs it and the mean probabilities D gives each half."""
-        training, batch_size = stage == "train", len(real)
-        if training:
+        if stage == "train":
             real, fake = self.augment(real), self.augment(fake)
         real_logits = self.discriminate(real, real_conditions)
         fake_logits = self.discriminate(fake, fake_conditions)
         loss = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
+        self.log_discriminator(stage, loss, real_logits, fake_logits)
+        return loss
+
+    def log_discriminator(self, stage: str, loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
+        """``{stage}/d_loss`` and the mean probabilities D gives the real and the generated half."""
+        training, batch_size = stage == "train", len(real_logits)
         self.log(
             f"{stage}/d_loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=batch_size
         )
@@ -162,7 +167,10 @@ class GANTask(L.LightningModule):
             f"{stage}/d_fake": fake_logits.sigmoid().mean(),
         }
         self.log_dict(probabilities, on_step=False, on_epoch=True, batch_size=batch_size)
-        return loss
+
+    def generator_loss(self, fake: Tensor, conditions: Tensor | None) -> Tensor:
+        """The non-saturating generator loss, BCE(D(G(z)), 1) = −log D(G(z))."""
+        return _bce(self.discriminate(self.augment(fake), conditions), 1.0)
 
     def training_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         real = self.generator.from_unit_interval(batch[0])  # (B, C, H, W) in the generator's range
@@ -183,7 +191,7 @@ class GANTask(L.LightningModule):
             with self.toggled_optimizer(g_optimizer):
                 conditions = self.fake_conditions(batch_size)
                 fake = self.generate(self._noise(batch_size), conditions)
-                g_loss = _bce(self.discriminate(self.augment(fake), conditions), 1.0)  # −log D(G(z))
+                g_loss = self.generator_loss(fake, conditions)
                 g_optimizer.zero_grad()
                 self.manual_backward(g_loss)
                 g_optimizer.step()
@@ -296,3 +304,73 @@ class ConditionalGANTask(GANTask):
     def sample(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
         """Images in [0, 1] of classes ``labels`` (default: cycling through the classes)."""
         return self.generator.to_unit_interval(self(noise, labels))
+
+
+class AuxiliaryClassifierGANTask(ConditionalGANTask):
+    """The AC-GAN (Odena, Olah & Shlens 2017): a class-conditional G, and a D that sees only the image
+    and names its class besides judging it real or fake.
+
+    D's loss adds ``classification_weight`` times the cross-entropy of its class logits against the
+    labels, on real images (their labels) and on generated ones (the labels they were drawn for); G's loss
+    adds the same weight times the cross-entropy of D's class logits on its samples against the labels it
+    was asked for, which pushes every sample to be recognisably its digit. The discriminator must give
+    both heads: ``discriminator.both(images) → (real-vs-fake logits (B,), class logits (B, K))``
+    (:class:`~torchseq.models.gan.AuxiliaryClassifierDiscriminator`). Also logged: ``{stage}/d_class_loss``.
+
+    Args:
+        classification_weight: weight of the class cross-entropy in both losses (> 0).
+        Others: as :class:`ConditionalGANTask`.
+    """
+
+    def __init__(
+        self,
+        generator: Callable[[ImageShape, int], ImageGenerator],
+        discriminator: Callable[[ImageShape, int], nn.Module],
+        image_shape: ImageShape = (1, 28, 28),
+        num_classes: int = 10,
+        lr: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        d_steps_per_g_step: int = 1,
+        generator_ema_decay: float | None = None,
+        augment_translation: float = 0.0,
+        augment_cutout: float = 0.0,
+        classification_weight: float = 1.0,
+    ) -> None:
+        if not classification_weight > 0:
+            raise ValueError(f"classification_weight: expected a float > 0, got {classification_weight!r}")
+        super().__init__(
+            generator, discriminator, image_shape, num_classes, lr, betas, d_steps_per_g_step,
+            generator_ema_decay, augment_translation, augment_cutout,
+        )
+        if not callable(getattr(self.discriminator, "both", None)):
+            raise TypeError(
+                f"discriminator: expected one with both(images) → (source logits, class logits), "
+                f"got {type(self.discriminator).__name__}"
+            )
+        self.save_hyperparameters()
+
+    def discriminator_loss(
+        self,
+        real: Tensor,
+        fake: Tensor,
+        stage: str,
+        real_conditions: Tensor | None = None,
+        fake_conditions: Tensor | None = None,
+    ) -> Tensor:
+        """½·[BCE(D(real), 1) + BCE(D(fake), 0)] + w·½·[CE(C(real), y) + CE(C(fake), y_drawn)]."""
+        if stage == "train":
+            real, fake = self.augment(real), self.augment(fake)
+        real_logits, real_classes = self.discriminator.both(real)
+        fake_logits, fake_classes = self.discriminator.both(fake)
+        adversarial = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
+        classification = 0.5 * (
+            F.cross_entropy(real_classes, real_conditions) + F.cross_entropy(fake_classes, fake_conditions)
+        )
+        self.log_discriminator(stage, adversarial, real_logits, fake_logits)
+        self.log(f"{stage}/d_class_loss", classification, on_step=False, on_epoch=True, batch_size=len(real))
+        return adversarial + self.hparams.classification_weight * classification
+
+    def generator_loss(self, fake: Tensor, conditions: Tensor | None) -> Tensor:
+        """−log D(G(z, y)) + w·CE(C(G(z, y)), y)."""
+        logits, classes = self.discriminator.both(self.augment(fake))
+        return _bce(logits, 1.0) + self.hparams.classification_weight * F.cross_entropy(classes, conditions)
