@@ -1,14 +1,14 @@
-// The recurrent kernels' per-step loops in C++ (the LSTM's forward and backward, the GRU's forward): what
-// torchseq/kernels/lstm.py and gru.py run in Python otherwise, on the same buffers, step for step the same
-// arithmetic. Built on first use by torchseq/kernels/native.py.
+// The recurrent kernels' per-step loops in C++ (the LSTM's forward, inference and backward loops, the
+// GRU's forward): what torchseq/kernels/lstm.py and gru.py run in Python otherwise, on the same buffers,
+// step for step the same arithmetic. Built on first use by torchseq/kernels/native.py.
 //
 // Why: at small sizes a step costs its dispatches, not its arithmetic. In Python a forward step is one
 // GEMM and six pointwise ops, each a dispatch of a few microseconds; here it is the GEMM and one pass over
 // the step's B x H elements that computes every gate, c_t and h_t together, on raw pointers (no tensor is
-// made per step). The GEMM is a register-tiled loop of our own for up to 16 rows (faster than MKL's at
-// these sizes, measured below), else MKL's packed sgemm on a weight packed once per loop where torch
-// exports it, else at::addmm_. The pointwise pass is vectorised by the compiler (OpenMP SIMD with
-// glibc's vector exp/tanh).
+// made per step). The GEMM (StepGemm) is a register-tiled loop of our own for small batches, oneDNN's on
+// its packed layout for large weights, else MKL's packed sgemm, else at::addmm_ (each choice measured
+// where it is made, below). The pointwise pass is vectorised by the compiler (OpenMP SIMD with glibc's
+// vector exp/tanh). Threads split the batch rows once per loop (for_row_blocks).
 //
 // Gate order in the buffers is the kernel's o, i, f, g (see kernel_order in lstm.py).
 

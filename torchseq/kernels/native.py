@@ -1,10 +1,11 @@
 """The kernels' loops compiled from C++ (``loops.cpp``), built once per machine on first use.
 
-Python pays a dispatch of a few microseconds for every op of every step; the C++ loops pay it once per
-step, for the recurrent GEMM, and compute the pointwise part of the step in one vectorised pass. They
-work on the same buffers and do the same arithmetic as the Python loops of :mod:`torchseq.kernels.lstm`
-and :mod:`torchseq.kernels.gru`,
-which stay as the fallback and run wherever the native module is unavailable.
+Python pays a dispatch of a few microseconds for every op of every step; the C++ loops pay none for
+their own GEMM of small batches and one for oneDNN's, and compute the pointwise part of the step in one
+vectorised pass; their threads split the batch rows once per call. They work on the same buffers and
+do the same arithmetic as the Python loops of :mod:`torchseq.kernels.lstm` and
+:mod:`torchseq.kernels.gru`, which stay as the fallback and run wherever the native module is
+unavailable.
 
 The module is compiled with ``torch.utils.cpp_extension.load`` (the system's C++ compiler and the
 ``ninja`` package, a dependency; about 30 s, once) into
