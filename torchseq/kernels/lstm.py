@@ -108,6 +108,7 @@ def native_lstm_inference(
     native: ModuleType, x: Tensor, h0: Tensor, c0: Tensor, weights: InferenceWeights,
     recurrent: RecurrentProduct,
 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """An inference call by ``lstm_inference_loop`` (no lengths, no projection): outputs and (h_T, c_T)."""
     steps, batch, _ = x.shape
     hs = x.new_empty(steps, batch, c0.shape[-1])
     c_last = torch.empty_like(c0)
