@@ -3,7 +3,10 @@
 - ``fused``: ``impl="fused"``, torch.nn's kernel (oneDNN/native on CPU, cuDNN on CUDA);
 - ``custom``: ``impl="custom"``, the explicit formulas through the hand-derived BPTT kernels;
 - ``reference``: ``impl="custom"`` with the kernels switched off: ``cell.recur`` step by step, autograd;
-- ``compiled``: ``torch.compile`` of the custom module (it traces the step-by-step formulas).
+- ``compiled``: ``torch.compile`` of the custom module (it traces the step-by-step formulas);
+- ``compiled-step`` (user cells only): ``custom`` with ``compiled_step=True`` on every cell, the step
+  compiled by AOTInductor and run from C++ (:mod:`torchseq.kernels.compiled_steps`). The first call of a
+  new configuration compiles (about ten seconds, once per machine: the packages are kept on disk).
 
 User cells (:data:`USER_CELLS`, cells with no hand-written kernel) run through ``torchseq.Recurrent``:
 ``custom`` is then the generic traced fast path (:mod:`torchseq.kernels.generic`), ``reference`` the
@@ -33,7 +36,7 @@ USER_CELLS: dict[str, type[cells.RecurrentCell]] = {
     "PeepholeLSTM": cells.PeepholeLSTMCell,
 }
 CELLS = (*BUILT_IN, *USER_CELLS)
-SIDES = ("fused", "custom", "reference", "compiled")
+SIDES = ("fused", "custom", "reference", "compiled", "compiled-step")
 MODES = ("forward", "forward+backward", "inference")
 
 
@@ -64,6 +67,10 @@ def build_sides(
         torch.manual_seed(seed)
         impl = "fused" if side == "fused" else "custom"
         modules[side] = build_layer(cell, shape, impl, device, dtype)
+        if side == "compiled-step":
+            for module in modules[side].modules():
+                if isinstance(module, cells.RecurrentCell):
+                    module.compiled_step = True
     return _share_weights(modules, cell)
 
 

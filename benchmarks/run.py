@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.contenders import CELLS, MODES, SIDES, build_sides, inputs, workload
+from benchmarks.contenders import CELLS, MODES, SIDES, USER_CELLS, build_sides, inputs, workload
 from benchmarks.floor import measure_floor
 from benchmarks.machine import describe, machine_tag
 from benchmarks.report import write_all
@@ -104,8 +104,12 @@ def select_shapes(args: argparse.Namespace) -> list[Shape]:
     return list(dict.fromkeys(shapes + sweep))
 
 
-def sides_for(shape: Shape, args: argparse.Namespace) -> list[str]:
+def sides_for(shape: Shape, args: argparse.Namespace, cell: str = "LSTM") -> list[str]:
+    """The sides of one row: ``compiled`` where T is small enough to compile, ``compiled-step`` for user
+    cells only (the built-in cells have hand-written kernels instead)."""
     sides = [side for side in args.sides if side != "compiled"]
+    if cell not in USER_CELLS:
+        sides = [side for side in sides if side != "compiled-step"]
     wants_compile = args.compile or "compiled" in args.sides or shape.name == "compile-sweep"
     if wants_compile and (shape.steps <= args.compile_max_steps or shape.name == "compile-sweep"):
         sides.append("compiled")
@@ -133,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
         for cell in args.cells:
             floor = measure_floor(shape, cell, clock, device, dtype, args.repeats)
             for mode in args.modes:
-                modules = build_sides(cell, shape, sides_for(shape, args), device, dtype, args.seed)
+                modules = build_sides(cell, shape, sides_for(shape, args, cell), device, dtype, args.seed)
                 workloads = {
                     side: workload(module, side, mode, x, grad_output, args.compile_mode)
                     for side, module in modules.items()

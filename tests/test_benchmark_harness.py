@@ -103,6 +103,18 @@ def test_compiled_side_only_where_asked_and_t_is_small() -> None:
     assert "compiled" not in sides_for(SMALL[0], parse_arguments([]))
 
 
+def test_compiled_step_side_only_for_user_cells() -> None:
+    args = parse_arguments(["--sides", "fused,custom,compiled-step"])
+    assert sides_for(SMALL[0], args, "LayerNormLSTM") == ["fused", "custom", "compiled-step"]
+    assert sides_for(SMALL[0], args, "LSTM") == ["fused", "custom"]  # it has a hand-written kernel
+    sides = build_sides("LayerNormLSTM", Shape("s", 4, 2, 3, 5), ["fused", "custom", "compiled-step"],
+                        torch.device("cpu"), torch.float32, seed=0)
+    assert sides["compiled-step"].stack.cells[0].compiled_step
+    assert not sides["custom"].stack.cells[0].compiled_step
+    compiled, custom = sides["compiled-step"].stack.cells[0], sides["custom"].stack.cells[0]
+    assert torch.equal(compiled.weight_hh, custom.weight_hh)
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(SystemExit):
         parse_arguments(["--sides", "custom,reference"])  # no baseline to divide by

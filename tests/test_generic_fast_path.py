@@ -108,6 +108,19 @@ def test_without_gradients_the_forward_loop_alone_runs() -> None:
         torch.testing.assert_close(Unroll(cell)(x, [cell.initial_state(2, x)])[0], fast, rtol=0, atol=0)
 
 
+def test_a_first_call_under_inference_mode_takes_the_fast_path(recwarn) -> None:
+    """Serving code may call a cell first under torch.inference_mode(): tracing still works there."""
+    cell = LayerNormLSTMCell(3, 6)  # a configuration no other test traced
+    x = torch.randn(6, 2, 3)
+    with torch.inference_mode():
+        fast = Unroll(cell)(x, [cell.initial_state(2, x)])[0]
+        assert generic.prepare(cell, x) is not None
+    assert not [w for w in recwarn if "keeps the step-by-step path" in str(w.message)]
+    with torch.no_grad(), kernels_enabled(False):
+        reference = Unroll(cell)(x, [cell.initial_state(2, x)])[0]
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-6)
+
+
 def test_cells_of_one_configuration_share_graphs_and_each_is_checked() -> None:
     first, second = LayerNormLSTMCell(3, 4), LayerNormLSTMCell(3, 4)
     x = torch.randn(5, 2, 3)

@@ -35,7 +35,9 @@ import torch
 from torch import Tensor, fx, nn
 
 from torchseq.cells.base import RecurrentCell, State
+from torchseq.kernels import compiled_steps
 from torchseq.kernels.base import last_valid, needs_graph, one_thread_if
+from torchseq.kernels.compiled_steps import CompiledSteps
 
 #: ATen ops that draw random numbers: a step with one of them has no deterministic trace to replay.
 RANDOM_OPS = ("bernoulli", "dropout", "rand", "normal", "multinomial", "uniform", "exponential")
@@ -49,6 +51,9 @@ class StepGraphs(NamedTuple):
     parameter_names: tuple[str, ...]   # the parameters ``recur`` reads, in the graphs' input order
     state_count: int                   # tensors in the state: 1 (h) or more ((h, c), …)
     seconds: float                     # what tracing and scripting took
+    forward_graph: fx.GraphModule      # the ATen step graphs the loops run, kept for compiling
+    backward_graph: fx.GraphModule
+    compiled: CompiledSteps | None = None  # the same steps compiled by AOTInductor, where asked for
 
 
 class ForwardLoop(nn.Module):
@@ -231,7 +236,7 @@ def trace_step(cell: RecurrentCell, pre: Tensor, state: list[Tensor]) -> StepGra
     return StepGraphs(
         script(ForwardLoop(forward_step, len(state))),
         script(BackwardLoop(backward_step, len(state))),
-        names, len(state), time.perf_counter() - started,
+        names, len(state), time.perf_counter() - started, graphs["forward"], graphs["backward"],
     )
 
 
@@ -265,32 +270,68 @@ def prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
     """
     if not getattr(cell, "fast_path", True):
         return None
-    state = [torch.randn_like(s) for s in flat_state(cell.initial_state(x.shape[1], x))]  # a check's example
-    key = (type(cell), repr(cell), cell.training, x.shape[1], x.dtype, x.device, *(s.shape for s in state))
-    pre = None
+    # Outside inference mode, on a normal copy of x_0: tracing saves tensors for a backward, which a
+    # first call under torch.inference_mode() would otherwise refuse (and keep the reference for good).
+    with torch.inference_mode(False):
+        return _prepare(cell, x[0].detach().clone())
+
+
+def _prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
+    """:func:`prepare` for the first step's input x (B, I)."""
+    state = [torch.randn_like(s) for s in flat_state(cell.initial_state(x.shape[0], x))]  # a check's example
+    key = (type(cell), repr(cell), cell.training, x.shape[0], x.dtype, x.device, *(s.shape for s in state))
     if key not in _graphs:
-        pre = cell.input_projection(x[0].detach()).detach()
+        pre = cell.input_projection(x).detach()
         try:
-            with torch.inference_mode(False):
-                _graphs[key] = trace_step(cell, pre, state)
+            _graphs[key] = trace_step(cell, pre, state)
         except Exception as reason:  # any failure to trace or script the step keeps the reference
-            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=3)
+            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=4)
             _graphs[key] = None
         _checked.setdefault(cell, set()).add(key)
     graphs = _graphs[key]
     if graphs is not None and key not in _checked.setdefault(cell, set()):
-        pre = cell.input_projection(x[0].detach()).detach()
+        pre = cell.input_projection(x).detach()
         named = dict(cell.named_parameters())
         try:
             check_against_recur(
                 cell, graphs.forward.step, pre, state, [named[n].detach() for n in graphs.parameter_names]
             )
         except Untraceable as reason:
-            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=3)
+            warnings.warn(f"{type(cell).__name__} keeps the step-by-step path: {reason}", stacklevel=4)
             cell.fast_path = False
             return None
         _checked[cell].add(key)
+    if graphs is not None and compiled_steps.requested(cell) and x.device.type == "cpu":
+        graphs = graphs._replace(compiled=compiled(graphs, cell, x, state, key))
     return graphs
+
+
+#: Compiled steps by the step graphs' key and the thread count they were compiled for.
+_compiled: dict[tuple, CompiledSteps | None] = {}
+
+
+def compiled(
+    graphs: StepGraphs, cell: RecurrentCell, x: Tensor, state: list[Tensor], key: tuple
+) -> CompiledSteps | None:
+    """``graphs`` compiled by AOTInductor (:mod:`torchseq.kernels.compiled_steps`) for the first step's
+    input x (B, I), or None where that is unavailable or failed (warned once: the TorchScript loops run)."""
+    key = (*key, torch.get_num_threads())  # the generated loops are written for a thread count
+    if key not in _compiled:
+        _compiled[key] = None
+        if not compiled_steps.available():
+            warnings.warn(f"{type(cell).__name__}: compiled steps need torchseq's native module and torch's "
+                          "AOTInductor package loader; the TorchScript loops run", stacklevel=5)
+            return None
+        named = dict(cell.named_parameters())
+        pre = cell.input_projection(x).detach()
+        examples = [pre, *state, *(named[name].detach() for name in graphs.parameter_names)]
+        try:
+            _compiled[key] = CompiledSteps(graphs.forward_graph, graphs.backward_graph, examples,
+                                           graphs.state_count)
+        except Exception as reason:  # a failed compile keeps the TorchScript loops
+            warnings.warn(f"{type(cell).__name__}: compiling its step failed, the TorchScript loops run: "
+                          f"{type(reason).__name__}: {reason}", stacklevel=5)
+    return _compiled[key]
 
 
 def run_generic(
@@ -303,6 +344,9 @@ def run_generic(
     initial = flat_state(state)
     if needs_graph(pre, *initial, *parameters):
         sequences = GenericRecurrence.apply(graphs, cell, pre, len(initial), *initial, *parameters)
+    elif graphs.compiled is not None:
+        with torch.no_grad():
+            sequences, _ = graphs.compiled.forward(pre, initial, parameters, False)
     else:
         with torch.no_grad(), plain_interpreter(), one_thread_if(is_narrow(initial)):
             sequences, _ = graphs.forward(pre, initial, parameters, False)
@@ -310,8 +354,9 @@ def run_generic(
     return cell.hidden(tuple(sequences)), finals if len(finals) > 1 else finals[0]
 
 
-#: Loops whose state has at most this many elements per step (B·H; MNIST rows: 64 · 128) run on one
-#: thread. A traced step is a dozen or more small ATen ops; a second thread waits at each of them.
+#: TorchScript loops whose state has at most this many elements per step (B·H; MNIST rows: 64 · 128) run
+#: on one thread (compiled steps run on torch's threads: their fused loops gain from two). A traced
+#: step is a dozen or more small ATen ops; a second thread waits at each of them.
 #: LayerNorm LSTM, forward+backward, AMD EPYC: MNIST rows 20.5 ms on one thread against 22.0 ms on two,
 #: UCR (16 · 64) 19.3 against 30.2 ms; at B 64, H 512 two threads win (690 against 1,018 ms).
 NARROW_STATE = 1 << 14
@@ -329,8 +374,11 @@ class GenericRecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, graphs, cell, pre, state_count, *rest):
         initial, parameters = list(rest[:state_count]), list(rest[state_count:])
-        with plain_interpreter(), one_thread_if(is_narrow(initial)):
-            sequences, saved = graphs.forward(pre, initial, parameters, True)
+        if graphs.compiled is not None:
+            sequences, saved = graphs.compiled.forward(pre, initial, parameters, True)
+        else:
+            with plain_interpreter(), one_thread_if(is_narrow(initial)):
+                sequences, saved = graphs.forward(pre, initial, parameters, True)
         ctx.graphs, ctx.cell, ctx.saved_steps, ctx.state_count = graphs, cell, saved, state_count
         ctx.save_for_backward(pre, *initial, *parameters)
         return tuple(sequences)
@@ -343,6 +391,10 @@ class GenericRecurrence(torch.autograd.Function):
             gradients = recorded_backward(ctx.cell, ctx.graphs.parameter_names, pre, initial, parameters,
                                           d_sequences)
             return None, None, *gradients[:1], None, *gradients[1:]
+        if ctx.graphs.compiled is not None:
+            d_pre, d_initial, d_parameters = ctx.graphs.compiled.backward(ctx.saved_steps, d_sequences,
+                                                                          parameters)
+            return None, None, d_pre, None, *d_initial, *d_parameters
         with plain_interpreter(), one_thread_if(is_narrow(initial)):
             steps = ctx.saved_steps
             d_pre, d_initial, d_parameters = ctx.graphs.backward(steps, list(d_sequences), parameters)

@@ -433,9 +433,12 @@ void gru_forward_loop(at::Tensor gates, at::Tensor projected, at::Tensor h_first
   });
 }
 
+void register_step_loops(pybind11::module_& m);  // step_loops.cpp: the compiled generic fast path's loops
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_forward_loop", &lstm_forward_loop, "The LSTM kernel's forward loop");
   m.def("lstm_inference_loop", &lstm_inference_loop, "The LSTM kernel's inference loop (projection inside)");
   m.def("lstm_backward_loop", &lstm_backward_loop, "The LSTM kernel's backward loop");
   m.def("gru_forward_loop", &gru_forward_loop, "The GRU kernel's forward loop (reset_after)");
+  register_step_loops(m);
 }

@@ -33,7 +33,8 @@ import torch
 
 from torchseq.kernels.base import RecurrentProduct
 
-SOURCE = Path(__file__).with_name("loops.cpp")
+#: The hand-written kernels' loops, and the loops of the compiled generic fast path (step_loops.cpp).
+SOURCES = (Path(__file__).with_name("loops.cpp"), Path(__file__).with_name("step_loops.cpp"))
 # -fopenmp: at::parallel_for splits a loop's batch rows over torch's threads (the OpenMP runtime is the
 # one torch loaded, libgomp.so.1).
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
@@ -41,7 +42,8 @@ FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-m
 _enabled = os.environ.get("TORCHSEQ_NATIVE", "1") != "0"
 
 
-def _cpu_features() -> str:
+def cpu_features() -> str:
+    """The CPU's feature flags (what a build for ``-march=native`` depends on)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -54,7 +56,8 @@ def _build() -> ModuleType | None:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its note on CUDA_HOME
     from torch.utils import cpp_extension
 
-    key = "\n".join([SOURCE.read_text(), " ".join(FLAGS), _cpu_features(), torch.__version__])
+    sources = [source.read_text() for source in SOURCES]
+    key = "\n".join([*sources, " ".join(FLAGS), cpu_features(), torch.__version__])
     name = f"torchseq_loops_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     scripts, path = sysconfig.get_path("scripts"), os.environ.get("PATH", "").split(os.pathsep)
     if scripts not in path:  # where pip put the ninja dependency, when the environment is not activated
@@ -63,7 +66,8 @@ def _build() -> ModuleType | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # cpp_extension's notes on CUDA and compiler versions
             return cpp_extension.load(
-                name, [str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"], verbose=False
+                name, [str(source) for source in SOURCES], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                verbose=False,
             )
     except Exception as reason:  # no compiler, a failed build: the Python loops run instead
         warnings.warn(f"torchseq's native loops are unavailable, the Python loops run: {reason}",
