@@ -7,13 +7,20 @@ cache for all xdist workers."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import Tensor
 
 import torchseq
-from torchseq.cells import LayerNormLSTMCell, PeepholeLSTMCell
+from torchseq import cells
+from torchseq.cells import LayerNormLSTMCell
 from torchseq.kernels import compiled_steps, generic, kernels_enabled
+
+# The compiled steps check their inputs' sizes and strides against what they were compiled for (a
+# mismatch otherwise reads memory wrongly and silently).
+os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"
 
 pytestmark = pytest.mark.skipif(
     not compiled_steps.available(), reason="needs torchseq's native module and torch's AOTInductor loader"
@@ -24,8 +31,12 @@ class CompiledLayerNormLSTMCell(LayerNormLSTMCell):
     compiled_step = True
 
 
-class CompiledPeepholeLSTMCell(PeepholeLSTMCell):
-    compiled_step = True
+def compiled(cell_class: type) -> type:
+    return type(f"Compiled{cell_class.__name__}", (cell_class,), {"compiled_step": True})
+
+
+ZOO = [compiled(cell) for cell in (cells.LayerNormGRUCell, cells.PeepholeLSTMCell, cells.IndRNNCell,
+                                   cells.MinGRUCell, cells.MinLSTMCell)]
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +77,18 @@ def test_layernorm_lstm_equals_the_reference(dtype, tolerance, bidirectional) ->
     assert generic.prepare(cell, x.transpose(0, 1)).compiled is not None  # it did run compiled
 
 
-def test_peephole_lstm_equals_the_reference_in_two_layers() -> None:
-    layer = perturbed_layer(CompiledPeepholeLSTMCell, torch.float64, num_layers=2)
+@pytest.mark.parametrize("cell_class", ZOO, ids=lambda cell: cell.__name__)
+def test_zoo_cells_equal_the_reference(cell_class) -> None:
+    """The LayerNorm GRU's saved gates are strided slices: its backward step must be compiled for them."""
+    layer = perturbed_layer(cell_class, torch.float64)
+    layer.train(not issubclass(cell_class, (cells.MinGRUCell, cells.MinLSTMCell)))  # these scan in training
     x = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
-    compiled = outputs_and_gradients(layer, x, None, True)
+    compiled_run = outputs_and_gradients(layer, x, None, True)
     reference = outputs_and_gradients(layer, x, None, False)
-    for ours, theirs in zip(compiled, reference, strict=True):
+    for ours, theirs in zip(compiled_run, reference, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-10)
+    cell = next(module for module in layer.modules() if isinstance(module, cell_class))
+    assert generic.prepare(cell, x).compiled is not None
 
 
 def test_without_gradients_the_compiled_forward_runs() -> None:

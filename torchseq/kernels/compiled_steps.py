@@ -32,7 +32,7 @@ from torch import Tensor, fx, nn
 from torchseq.kernels.native import cpu_features, native_loops
 
 #: Part of every package's cache key: raised when what the packages compute or take changes.
-PACKAGE_FORMAT = 3
+PACKAGE_FORMAT = 4
 
 #: Set to 1 to compile the step of every cell that has no hand-written kernel.
 ENVIRONMENT_SWITCH = "TORCHSEQ_COMPILED_STEPS"
@@ -168,6 +168,16 @@ def split_saved(forward_graph: fx.GraphModule, dynamic_inputs: int, state_count:
     return forward, static, is_static
 
 
+def _copy_with_strides(tensor: Tensor) -> Tensor:
+    """A copy of ``tensor`` in storage of its own, with its sizes, strides and offset: a compiled step
+    assumes the strides of its example inputs (a saved gate may be a strided slice of a wider buffer),
+    which ``clone()`` would make contiguous."""
+    storage = tensor.untyped_storage().clone()
+    return torch.empty(0, dtype=tensor.dtype, device=tensor.device).set_(
+        storage, tensor.storage_offset(), tensor.size(), tensor.stride()
+    )
+
+
 def _digest(*parts: object) -> str:
     return hashlib.sha256("\n".join(str(part) for part in parts).encode()).hexdigest()[:20]
 
@@ -201,15 +211,16 @@ class CompiledSteps:
         forward_graph, static, is_static = split_saved(forward_graph, 1 + state_count, state_count)
         forward_package = _package(_Step(forward_graph), examples, folder / f"{key}-forward.pt2")
         # The backward step reads the saved tensors with the strides the compiled forward gives them,
-        # which its compiled code assumes: take them from a run of it. Distinct tensors for distinct
-        # inputs: export treats an example passed twice as one aliased input.
+        # which its compiled code assumes: take them from a run of it, and keep them in the copies.
+        # Distinct tensors for distinct inputs: export treats an example passed twice as one aliased
+        # input.
         with torch.no_grad():
             saved = torch._inductor.aoti_load_package(forward_package)(*examples)[state_count:]
         backward_graph, transposed = factor_weight_gradients(backward_graph, state_count)
         factored = [flag is not None for flag in transposed]
         backward = _BackwardStep(backward_graph, static, is_static, state_count, factored)
         summed = [p for p, is_factored in zip(parameters, factored, strict=True) if not is_factored]
-        backward_examples = [t.clone() for t in (*saved, *state, *state, *summed, *parameters)]
+        backward_examples = [_copy_with_strides(t) for t in (*saved, *state, *state, *summed, *parameters)]
         backward_package = _package(backward, backward_examples, folder / f"{key}-backward.pt2")
         self.loops = native_loops().CompiledStepLoops(forward_package, backward_package,
                                                       [-1 if kind is None else kind for kind in transposed])
