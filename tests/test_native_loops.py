@@ -184,3 +184,28 @@ def test_inference_with_the_projection_inside_the_loop_equals_the_python_loop(
     assert len(calls) == 1  # layer 0 (I = 3) ran it; layer 1 (I = H = 64) projects before its loop
     for native, python in ((native_out, python_out), (native_h, python_h), (native_c, python_c)):
         torch.testing.assert_close(native, python, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not has_compiler, reason="no C++ compiler: the Python loops run")
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN: the weights stay unpacked")
+def test_inference_with_both_weights_packed_projects_inside_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large float32 weights: W_ih and W_hh both packed for oneDNN, x_t W_ihᵀ computed a step at a time."""
+    module, calls = native_loops(), []
+    inner = module.lstm_inference_loop
+    monkeypatch.setattr(module, "lstm_inference_loop",
+                        lambda *args: calls.append(args[3].is_mkldnn) or inner(*args))
+    torch.manual_seed(0)
+    model = torchseq.LSTM(512, 512, num_layers=2, bidirectional=True)  # W_ih of layer 1: 2048 × 1024
+    reference = torch.nn.LSTM(512, 512, num_layers=2, bidirectional=True)
+    reference.load_state_dict(model.state_dict())
+    x, h0, c0 = torch.randn(9, 3, 512), torch.randn(4, 3, 512), torch.randn(4, 3, 512)
+    with torch.inference_mode():
+        ours, (h, c) = model(x, (h0, c0))
+        theirs, (h_ref, c_ref) = reference(x, (h0, c0))
+    assert calls == [True] * 4  # two layers, two directions
+    for mine, torchs in ((ours, theirs), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(mine, torchs, rtol=0, atol=1e-5)
+    with pytest.raises(RuntimeError, match="a oneDNN-packed W_ih needs a oneDNN-packed W_hh"):
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.randn(2048, 512), 3)
+        unpacked = torch.randn(512, 2048)
+        inner(x, h0[0], c0[0], packed, None, unpacked, torch.empty(9, 3, 512), torch.empty(3, 512))

@@ -331,13 +331,19 @@ void lstm_forward_loop(at::Tensor pre, at::Tensor h_first, at::Tensor c_first, a
 
 // Inference: the input projection inside the loop. a_t = b + x_t W_ih^T + h_{t-1} W_hh^T is summed in a
 // (B, 4H) scratch that stays in cache, instead of a (T, B, 4H) buffer written by one GEMM before the loop
-// and read back by it; c_t lives in two alternating rows. x (T, B, I); input_operand: W_ih^T (I, 4H);
-// bias (4H) or undefined; operand: W_hh^T (H, 4H). hs (T, B, H) receives h_t, c_last (B, H) c_T.
+// and read back by it; c_t lives in two alternating rows. x (T, B, I); input_operand: W_ih^T (I, 4H), or
+// W_ih oneDNN-packed with W_hh; bias (4H) or undefined; operand: W_hh^T (H, 4H) or W_hh oneDNN-packed.
+// hs (T, B, H) receives h_t, c_last (B, H) c_T.
 void lstm_inference_loop(at::Tensor x, at::Tensor h_first, at::Tensor c_first, at::Tensor input_operand,
                          std::optional<at::Tensor> bias, at::Tensor operand, at::Tensor hs, at::Tensor c_last) {
-  for (auto* t : {&x, &h_first, &c_first, &input_operand, &hs, &c_last}) check_float(*t, "lstm_inference_loop");
+  for (auto* t : {&x, &h_first, &c_first, &hs, &c_last}) check_float(*t, "lstm_inference_loop");
+  if (!input_operand.is_mkldnn()) check_float(input_operand, "lstm_inference_loop");
   const int64_t steps = x.size(0), batch = x.size(1), inputs = x.size(2), hidden = c_first.size(1);
-  TORCH_CHECK(input_operand.size(0) == inputs && input_operand.size(1) == 4 * hidden &&
+  // A packed input weight with an unpacked recurrent one would run oneDNN's threads inside each
+  // thread's block of rows (for_row_blocks splits by the recurrent operand).
+  TORCH_CHECK(!input_operand.is_mkldnn() || operand.is_mkldnn(),
+              "lstm_inference_loop: a oneDNN-packed W_ih needs a oneDNN-packed W_hh");
+  TORCH_CHECK(operand_rows(input_operand) == inputs && operand_columns(input_operand) == 4 * hidden &&
                   operand_rows(operand) == hidden && operand_columns(operand) == 4 * hidden &&
                   (!bias.has_value() || bias->numel() == 4 * hidden),
               "lstm_inference_loop: expected W_ih^T (I, 4H), W_hh^T (H, 4H) and a bias of 4H");
