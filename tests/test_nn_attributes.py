@@ -66,6 +66,7 @@ def test_parameter_attributes_are_the_models_own_tensors(case: str) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_replacing_a_parameter_by_name_acts_like_torch_nn(case: str) -> None:
     front, torch_class, arguments = CASES[case]
+    torch.manual_seed(0)
     theirs = torch_class(3, 4, **arguments).eval()
     ours = front.from_torch(theirs).eval()
     for name, parameter in list(theirs.named_parameters()):
@@ -74,7 +75,9 @@ def test_replacing_a_parameter_by_name_acts_like_torch_nn(case: str) -> None:
         setattr(ours, name, nn.Parameter(replacement.clone()))
     assert len(list(ours.parameters())) == len(list(theirs.parameters()))  # replaced, not added
     x = torch.randn(5, 2, 3).transpose(0, 1) if theirs.batch_first else torch.randn(5, 2, 3)
-    torch.testing.assert_close(ours(x)[0], theirs(x)[0])
+    # Unit-variance weights (not the init's small ones) grow the ReLU RNN's outputs to a few units and its
+    # float32 rounding with them (once measured: 1.6e-5 at an output of 2.4): relative 1e-5 is the bound.
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES)

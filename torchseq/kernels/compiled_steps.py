@@ -102,7 +102,7 @@ def factor_weight_gradients(backward_graph: fx.GraphModule, state_count: int
                             ) -> tuple[fx.GraphModule, list[int | None]]:
     """Rewrite the backward step so that a parameter gradient that is one GEMM, a_t @ b_t (possibly
     transposed), returns its factors instead: the loop keeps them and makes the sum over steps one GEMM
-    at the end, Σ_t a_t b_t = [a_1 … a_T] [b_1; …; b_T], instead of T small GEMMs each reading and
+    at the end, Σ_t a_t b_t = ``[a_1 … a_T] [b_1; …; b_T]``, instead of T small GEMMs each reading and
     writing the whole gradient (at batch 1 that rank-1 update costs more than the step's other work).
     → the rewritten graph, and per parameter how its factors come (None: not factored; else bit 1: the
     gradient is (a b)ᵀ, bit 2: the step returns a_tᵀ, bit 4: it returns b_tᵀ)."""
