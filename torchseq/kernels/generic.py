@@ -24,6 +24,7 @@ and shared by the cells that match (:func:`prepare`). ``kernels_enabled(False)``
 
 from __future__ import annotations
 
+import logging
 import operator
 import time
 import warnings
@@ -306,6 +307,8 @@ def _prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
     return graphs
 
 
+logger = logging.getLogger(__name__)
+
 #: Compiled steps by the step graphs' key and the thread count they were compiled for.
 _compiled: dict[tuple, CompiledSteps | None] = {}
 
@@ -328,6 +331,9 @@ def compiled(
         try:
             _compiled[key] = CompiledSteps(graphs.forward_graph, graphs.backward_graph, examples,
                                            graphs.state_count)
+            logger.info("%s: step compiled (or loaded from %s) in %.1f s for batch %d, %s, %d thread(s)",
+                        type(cell).__name__, compiled_steps.cache_dir(), _compiled[key].seconds, x.shape[0],
+                        x.dtype, torch.get_num_threads())
         except Exception as reason:  # a failed compile keeps the TorchScript loops
             warnings.warn(f"{type(cell).__name__}: compiling its step failed, the TorchScript loops run: "
                           f"{type(reason).__name__}: {reason}", stacklevel=5)
