@@ -36,7 +36,7 @@ class RecurrentCell(nn.Module):
     #: when the cell has no hand-written kernel; False keeps the step-by-step autograd reference.
     fast_path: bool = True
     #: Whether that fast path runs the step compiled by AOTInductor from a C++ loop (about 15 s of
-    #: compiling per cell type, batch size and dtype, kept on disk) instead of TorchScript loops
+    #: compiling per cell type, batch size, dtype and thread count, kept on disk) instead of TorchScript loops
     #: (:mod:`torchseq.kernels.compiled_steps`).
     compiled_step: bool = False
 

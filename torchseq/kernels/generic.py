@@ -271,10 +271,17 @@ def prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
     """
     if not getattr(cell, "fast_path", True):
         return None
-    # Outside inference mode, on a normal copy of x_0: tracing saves tensors for a backward, which a
-    # first call under torch.inference_mode() would otherwise refuse (and keep the reference for good).
+    # Outside inference mode: tracing saves tensors for a backward, which a first call under
+    # torch.inference_mode() would otherwise refuse (and keep the reference for good).
     with torch.inference_mode(False):
-        return _prepare(cell, x[0].detach().clone())
+        return _prepare(cell, x[0].detach())
+
+
+def first_projection(cell: RecurrentCell, x: Tensor) -> Tensor:
+    """The cell's projection of the first step's input x (B, I), an example for tracing, checking and
+    compiling; x is copied first, since an inference tensor cannot be saved for the projection's
+    backward."""
+    return cell.input_projection(x.clone()).detach()
 
 
 def _prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
@@ -282,7 +289,7 @@ def _prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
     state = [torch.randn_like(s) for s in flat_state(cell.initial_state(x.shape[0], x))]  # a check's example
     key = (type(cell), repr(cell), cell.training, x.shape[0], x.dtype, x.device, *(s.shape for s in state))
     if key not in _graphs:
-        pre = cell.input_projection(x).detach()
+        pre = first_projection(cell, x)
         try:
             _graphs[key] = trace_step(cell, pre, state)
         except Exception as reason:  # any failure to trace or script the step keeps the reference
@@ -291,7 +298,7 @@ def _prepare(cell: RecurrentCell, x: Tensor) -> StepGraphs | None:
         _checked.setdefault(cell, set()).add(key)
     graphs = _graphs[key]
     if graphs is not None and key not in _checked.setdefault(cell, set()):
-        pre = cell.input_projection(x).detach()
+        pre = first_projection(cell, x)
         named = dict(cell.named_parameters())
         try:
             check_against_recur(
@@ -326,7 +333,7 @@ def compiled(
                           "AOTInductor package loader; the TorchScript loops run", stacklevel=5)
             return None
         named = dict(cell.named_parameters())
-        pre = cell.input_projection(x).detach()
+        pre = first_projection(cell, x)
         examples = [pre, *state, *(named[name].detach() for name in graphs.parameter_names)]
         try:
             _compiled[key] = CompiledSteps(graphs.forward_graph, graphs.backward_graph, examples,
