@@ -131,6 +131,11 @@ TASKS = {
         augment_translation=0.125,
         augment_cutout=0.5,
     ),
+    "gan_with_r1": lambda: GANTask(
+        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
+        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
+        r1_penalty=10.0,
+    ),
     "conditional_gan": lambda: ConditionalGANTask(
         partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
         partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
@@ -199,3 +204,47 @@ def test_diff_augment_reaches_the_discriminator_in_training_only(tmp_path) -> No
     assert seen.count("train") == 2 * 3  # real and fake in D's step, fake in G's step, for 2 batches
     assert "validate" not in seen and "sanity_check" not in seen
     assert isinstance(small_gan().augment, torch.nn.Identity)
+
+
+class LinearCritic(torch.nn.Module):
+    """D(x) = w·x + b: its input gradient is w for every image, so R1 has a closed form."""
+
+    def __init__(self, image_shape) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(int(torch.tensor(image_shape).prod()), 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.linear(images.flatten(1)).squeeze(1)
+
+
+def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient() -> None:
+    torch.manual_seed(0)
+    task = GANTask(partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)), LinearCritic, r1_penalty=3.0)
+    task.log = lambda *args, **kwargs: None  # outside a trainer
+    weight = task.discriminator.linear.weight
+    penalty = task.r1(torch.rand(5, 1, 28, 28), None)
+    torch.testing.assert_close(penalty, 0.5 * 3.0 * weight.square().sum())
+    (gradient,) = torch.autograd.grad(penalty, weight)  # the penalty trains D: d/dw (γ/2)‖w‖² = γ·w
+    torch.testing.assert_close(gradient, 3.0 * weight)
+
+
+def test_r1_penalty_enters_the_discriminator_step_only(tmp_path) -> None:
+    L.seed_everything(0)
+    task = GANTask(
+        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
+        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
+        r1_penalty=10.0,
+    )
+    calls: list[bool] = []
+    original = task.r1
+    task.r1 = lambda real, conditions: calls.append(task.discriminator.training) or original(real, conditions)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=3, limit_val_batches=1)
+    trainer.fit(task, TinyImages(size=64))
+    assert calls == [True] * 3  # once per discriminator step, never in validation
+    assert float(task.trainer.callback_metrics["train/r1"]) > 0
+
+
+@pytest.mark.parametrize("gamma", [-1.0, float("nan"), "10"])
+def test_negative_or_non_numeric_r1_penalty_is_refused(gamma) -> None:
+    with pytest.raises(ValueError, match=r"r1_penalty: expected a float ≥ 0, got"):
+        GANTask(partial(MLPGenerator, latent_dim=8), MLPDiscriminator, r1_penalty=gamma)

@@ -26,6 +26,12 @@ see every training image — real, and generated in both networks' steps — ran
 square cut out (:class:`~torchseq.models.diff_augment.DiffAugment`), which keeps it from memorising a
 small training set. Validation and test show it the images as they are.
 
+**R1 penalty.** ``r1_penalty = γ > 0`` adds γ/2 · E‖∇ₓ D(x)‖² over real training images (as D sees them,
+after augmentation) to the discriminator's loss (Mescheder, Geiger & Nowozin 2018, "Which training methods
+for GANs actually converge?"): D is pushed to be flat on the data, which damps the oscillation of
+the two players around the equilibrium. It takes one more forward and a double backward through D on
+the real batch each discriminator step; logged as ``train/r1``.
+
 Logged: ``train/d_loss``, ``train/g_loss`` (step and epoch), ``train/d_real``, ``train/d_fake`` (mean
 probability the discriminator gives real and generated images); the same ``val/d_*`` and ``test/d_*``
 on held-out images, whose validation and test loops are also where
@@ -71,6 +77,7 @@ class GANTask(L.LightningModule):
             (0: none; DiffAugment uses 0.125).
         augment_cutout: side of the square cut out of the images D trains on, as a fraction of their
             size (0: none; DiffAugment uses 0.5).
+        r1_penalty: γ of the R1 gradient penalty on real images (0: none; Mescheder et al. use 10).
     """
 
     def __init__(
@@ -84,9 +91,12 @@ class GANTask(L.LightningModule):
         generator_ema_decay: float | None = None,
         augment_translation: float = 0.0,
         augment_cutout: float = 0.0,
+        r1_penalty: float = 0.0,
     ) -> None:
         super().__init__()
         check_positive_int("d_steps_per_g_step", d_steps_per_g_step)
+        if not (isinstance(r1_penalty, int | float) and r1_penalty >= 0):
+            raise ValueError(f"r1_penalty: expected a float ≥ 0, got {r1_penalty!r}")
         if generator_ema_decay is not None and not 0.0 <= generator_ema_decay < 1.0:
             raise ValueError(
                 f"generator_ema_decay: expected None or a float in [0, 1), got {generator_ema_decay!r}"
@@ -182,6 +192,8 @@ class GANTask(L.LightningModule):
             conditions = self.fake_conditions(batch_size)
             fake = self.generate(self._noise(batch_size), conditions).detach()
             d_loss = self.discriminator_loss(real, fake, "train", real_conditions, conditions)
+            if self.hparams.r1_penalty:
+                d_loss = d_loss + self.r1(real, real_conditions)
             d_optimizer.zero_grad()
             self.manual_backward(d_loss)
             d_optimizer.step()
@@ -201,6 +213,16 @@ class GANTask(L.LightningModule):
             self.log(
                 "train/g_loss", g_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
             )
+
+    def r1(self, real: Tensor, conditions: Tensor | None) -> Tensor:
+        """γ/2 · mean over the batch of ‖∇ₓ D(x)‖² at the real images D trains on; logged as ``train/r1``."""
+        images = self.augment(real).detach().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(
+            self.discriminate(images, conditions).sum(), images, create_graph=True
+        )
+        penalty = 0.5 * self.hparams.r1_penalty * gradient.square().flatten(1).sum(1).mean()
+        self.log("train/r1", penalty, on_step=False, on_epoch=True, batch_size=len(real))
+        return penalty
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         """The discriminator on held-out real images and fresh samples (also gives callbacks a val loop)."""
@@ -263,6 +285,7 @@ class ConditionalGANTask(GANTask):
         generator_ema_decay: float | None = None,
         augment_translation: float = 0.0,
         augment_cutout: float = 0.0,
+        r1_penalty: float = 0.0,
     ) -> None:
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes: expected an int ≥ 2, got {num_classes!r}")
@@ -276,6 +299,7 @@ class ConditionalGANTask(GANTask):
             generator_ema_decay,
             augment_translation,
             augment_cutout,
+            r1_penalty,
         )
         self.save_hyperparameters()
         self.num_classes = num_classes
@@ -335,12 +359,13 @@ class AuxiliaryClassifierGANTask(ConditionalGANTask):
         augment_translation: float = 0.0,
         augment_cutout: float = 0.0,
         classification_weight: float = 1.0,
+        r1_penalty: float = 0.0,
     ) -> None:
         if not classification_weight > 0:
             raise ValueError(f"classification_weight: expected a float > 0, got {classification_weight!r}")
         super().__init__(
             generator, discriminator, image_shape, num_classes, lr, betas, d_steps_per_g_step,
-            generator_ema_decay, augment_translation, augment_cutout,
+            generator_ema_decay, augment_translation, augment_cutout, r1_penalty,
         )
         if not callable(getattr(self.discriminator, "both", None)):
             raise TypeError(
