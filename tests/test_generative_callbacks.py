@@ -113,12 +113,52 @@ def test_sample_quality_measures_the_test_split_with_fresh_noise(tmp_path) -> No
     assert metrics["test/fd"] > metrics["test/fd_real_floor"] >= 0
     assert 0.0 <= metrics["test/min_class_share"] <= 1 / 10  # the rarest of 10 digits holds ≤ 1/10
     assert metrics["test/nn_distance_real"] > 0 and metrics["test/nn_distance"] > 0  # no copies here
+    assert metrics["test/nn_feature_distance_real"] > 0 and metrics["test/nn_feature_distance"] > 0
+    shares = torch.stack([metrics[f"test/class_share_{digit}"] for digit in range(10)])
+    assert float(shares.sum()) == pytest.approx(1.0) and float(shares.min()) == pytest.approx(
+        float(metrics["test/min_class_share"])
+    )
     assert metrics["test/class_coverage_real"] == quality.test_floor["test/class_coverage_real"]
     assert len(quality.test_noise) == len(data.parts["test"])  # as many samples as test images
     torch.testing.assert_close(
         quality.test_noise, torch.randn(48, 2, generator=torch.Generator().manual_seed(6))
     )
     assert not torch.equal(quality.test_noise, quality.noise)
+
+
+class CopiesTrainingImages(L.LightningModule):
+    """A "generator" that returns training images: the memorisation check must read 0 for it."""
+
+    latent_dim = 2
+
+    def __init__(self, images: torch.Tensor) -> None:
+        super().__init__()
+        self.images = images
+
+    def sample(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.images[torch.arange(len(noise)) % len(self.images)]
+
+    def test_step(self, batch, batch_idx) -> None:
+        pass
+
+
+def test_memorisation_check_reads_zero_for_a_generator_that_copies_training_images(tmp_path) -> None:
+    torch.manual_seed(0)
+    net_path = tmp_path / "feature_net.pt"
+    net = MNISTFeatureNet()
+    torch.save(
+        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
+    )
+    data = TinyImages()
+    data.setup()
+    copier = CopiesTrainingImages(data.parts["train"].tensors[0])
+    trainer = tiny_trainer(tmp_path, callbacks=[SampleQuality(str(net_path), batch_size=16)])
+    trainer.test(copier, data)
+    metrics = trainer.callback_metrics
+    # zero up to cdist's rounding (it expands ‖a − b‖² into a matrix product)
+    assert float(metrics["test/nn_distance"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(metrics["test/nn_feature_distance"]) == pytest.approx(0.0, abs=1e-5)
+    assert metrics["test/nn_distance_real"] > 0 and metrics["test/nn_feature_distance_real"] > 0
 
 
 def test_latent_manifold_decodes_a_quantile_grid_of_the_2d_prior(tmp_path) -> None:

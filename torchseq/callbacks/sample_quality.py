@@ -18,9 +18,12 @@ a validation loop, and a datamodule with train and held-out loaders.
 At the end of ``test`` the same figures are logged as ``test/fd``, ``test/fd_real_floor`` (the test
 images), ``test/class_coverage`` (``_real``) and ``test/min_class_share`` (the rarest digit's share of
 the samples), from noise drawn with ``seed + 1``: not the noise validation selected the checkpoint on.
-``test/nn_distance`` and ``test/nn_distance_real`` are the median pixel-space distances from the samples
-and from the test images to their nearest training image (:mod:`torchseq.metrics.memorisation`): a
-sample median far below the real one would mean the generator copies training images.
+``test/class_share_<d>`` is the share of the samples the classifier reads as digit d (the per-class
+histogram). ``test/nn_distance`` and ``test/nn_distance_real`` are the median pixel-space distances from
+the samples and from the test images to their nearest training image, ``test/nn_feature_distance`` and
+``test/nn_feature_distance_real`` the same in the classifier's feature space
+(:mod:`torchseq.metrics.memorisation`): a sample median far below the real one would mean the generator
+copies training images.
 """
 
 from __future__ import annotations
@@ -85,8 +88,9 @@ class SampleQuality(L.Callback):
         self.train_images = torch.cat(
             [images for images, *_ in trainer.datamodule.train_dataloader()]
         ).float()
-        self.test_floor["test/nn_distance_real"] = float(
-            nearest_neighbour_distances(test, self.train_images).median()
+        self.train_features = self._features(self.train_images)
+        self.test_floor |= self._distances_to_training(
+            test, "test/nn_distance_real", "test/nn_feature_distance_real"
         )
         self.test_noise = self._noise(self.num_samples or len(test), pl_module.latent_dim, self.seed + 1)
 
@@ -124,11 +128,24 @@ class SampleQuality(L.Callback):
             f"{stage}/class_coverage": float(counts.compute()),
         }
         if stage == "test":
-            figures["test/min_class_share"] = float(counts.shares().min())
-            figures["test/nn_distance"] = float(
-                nearest_neighbour_distances(samples, self.train_images).median()
-            )
+            shares = counts.shares()
+            figures["test/min_class_share"] = float(shares.min())
+            figures |= {f"test/class_share_{digit}": float(share) for digit, share in enumerate(shares)}
+            figures |= self._distances_to_training(samples, "test/nn_distance", "test/nn_feature_distance")
         return figures
+
+    def _distances_to_training(self, images: Tensor, pixel_key: str, feature_key: str) -> dict[str, float]:
+        """Median distance from ``images`` to their nearest training image, in pixels and in features."""
+        return {
+            pixel_key: float(nearest_neighbour_distances(images, self.train_images).median()),
+            feature_key: float(
+                nearest_neighbour_distances(self._features(images), self.train_features).median()
+            ),
+        }
+
+    def _features(self, images: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([self.features(chunk) for chunk in images.split(self.batch_size)])
 
     @staticmethod
     def _noise(count: int, latent_dim: int, seed: int) -> Tensor:
