@@ -57,16 +57,20 @@ def test_wide_codes_are_projected_on_principal_components() -> None:
     torch.testing.assert_close(flat, codes[:, :2])
 
 
+def untrained_feature_net(folder) -> str:
+    """A randomly initialised MNISTFeatureNet saved where SampleQuality loads it (no 6-epoch training)."""
+    path = folder / "feature_net.pt"
+    net = MNISTFeatureNet()
+    torch.save({"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, path)
+    return str(path)
+
+
 def test_sample_quality_logs_distance_coverage_and_the_real_floor(tmp_path) -> None:
     torch.manual_seed(0)
-    net_path = tmp_path / "feature_net.pt"
-    net = MNISTFeatureNet()  # untrained is enough to exercise the plumbing
-    torch.save(
-        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
-    )
+    net_path = untrained_feature_net(tmp_path)  # untrained is enough to exercise the plumbing
     L.seed_everything(0)
     task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
-    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[SampleQuality(str(net_path), batch_size=16)])
+    trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[SampleQuality(net_path, batch_size=16)])
     trainer.fit(task, TinyImages())
     metrics = trainer.callback_metrics
     assert metrics["val/fd"] > metrics["val/fd_real_floor"] >= 0
@@ -97,14 +101,10 @@ def test_figures_show_one_image_of_each_label_first(tmp_path) -> None:
 
 def test_sample_quality_measures_the_test_split_with_fresh_noise(tmp_path) -> None:
     torch.manual_seed(0)
-    net_path = tmp_path / "feature_net.pt"
-    net = MNISTFeatureNet()
-    torch.save(
-        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
-    )
+    net_path = untrained_feature_net(tmp_path)
     L.seed_everything(0)
     task = VAETask(partial(VAE, latent_dim=2, hidden_sizes=(8,)))
-    quality = SampleQuality(str(net_path), batch_size=16, seed=5)
+    quality = SampleQuality(net_path, batch_size=16, seed=5)
     trainer = tiny_trainer(tmp_path, max_epochs=1, callbacks=[quality])
     data = TinyImages()
     trainer.fit(task, data)
@@ -144,15 +144,11 @@ class CopiesTrainingImages(L.LightningModule):
 
 def test_memorisation_check_reads_zero_for_a_generator_that_copies_training_images(tmp_path) -> None:
     torch.manual_seed(0)
-    net_path = tmp_path / "feature_net.pt"
-    net = MNISTFeatureNet()
-    torch.save(
-        {"state_dict": net.state_dict(), "test_accuracy": 0.0, "num_features": net.num_features}, net_path
-    )
+    net_path = untrained_feature_net(tmp_path)
     data = TinyImages()
     data.setup()
     copier = CopiesTrainingImages(data.parts["train"].tensors[0])
-    trainer = tiny_trainer(tmp_path, callbacks=[SampleQuality(str(net_path), batch_size=16)])
+    trainer = tiny_trainer(tmp_path, callbacks=[SampleQuality(net_path, batch_size=16)])
     trainer.test(copier, data)
     metrics = trainer.callback_metrics
     # zero up to cdist's rounding (it expands ‖a − b‖² into a matrix product)

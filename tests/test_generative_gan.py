@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import lightning as L
 import pytest
@@ -24,12 +25,15 @@ from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
 
-def small_gan(d_steps_per_g_step: int = 1, generator_ema_decay: float | None = None) -> GANTask:
+def small_gan(
+    d_steps_per_g_step: int = 1, generator_ema_decay: float | None = None, **options: Any
+) -> GANTask:
     return GANTask(
         partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
         partial(MLPDiscriminator, hidden_sizes=(32, 16)),
         d_steps_per_g_step=d_steps_per_g_step,
         generator_ema_decay=generator_ema_decay,
+        **options,
     )
 
 
@@ -125,17 +129,8 @@ def test_generator_ema_decay_outside_0_1_is_refused(decay) -> None:
 TASKS = {
     "gan": lambda: small_gan(2),
     "gan_with_ema": lambda: small_gan(1, generator_ema_decay=0.9),
-    "gan_with_diff_augment": lambda: GANTask(
-        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
-        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
-        augment_translation=0.125,
-        augment_cutout=0.5,
-    ),
-    "gan_with_r1": lambda: GANTask(
-        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
-        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
-        r1_penalty=10.0,
-    ),
+    "gan_with_diff_augment": lambda: small_gan(augment_translation=0.125, augment_cutout=0.5),
+    "gan_with_r1": lambda: small_gan(r1_penalty=10.0),
     "conditional_gan": lambda: ConditionalGANTask(
         partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
         partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
@@ -189,12 +184,7 @@ def test_gan_task_checks_the_ratio() -> None:
 
 def test_diff_augment_reaches_the_discriminator_in_training_only(tmp_path) -> None:
     L.seed_everything(0)
-    task = GANTask(
-        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
-        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
-        augment_translation=0.125,
-        augment_cutout=0.5,
-    )
+    task = small_gan(augment_translation=0.125, augment_cutout=0.5)
     assert task.augment.fill == -1.0  # the tanh generator's background
     seen: list[str] = []
     task.augment.register_forward_hook(lambda module, args, out: seen.append(task.trainer.state.stage.value))
@@ -230,11 +220,7 @@ def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient() -> None:
 
 def test_r1_penalty_enters_the_discriminator_step_only(tmp_path) -> None:
     L.seed_everything(0)
-    task = GANTask(
-        partial(MLPGenerator, latent_dim=8, hidden_sizes=(16, 32)),
-        partial(MLPDiscriminator, hidden_sizes=(32, 16)),
-        r1_penalty=10.0,
-    )
+    task = small_gan(r1_penalty=10.0)
     calls: list[bool] = []
     original = task.r1
     task.r1 = lambda real, conditions: calls.append(task.discriminator.training) or original(real, conditions)
