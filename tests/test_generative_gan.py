@@ -131,6 +131,7 @@ TASKS = {
     "gan_with_ema": lambda: small_gan(1, generator_ema_decay=0.9),
     "gan_with_diff_augment": lambda: small_gan(augment_translation=0.125, augment_cutout=0.5),
     "gan_with_r1": lambda: small_gan(r1_penalty=10.0),
+    "gan_with_lr_decay": lambda: small_gan(lr_decay_start=1),
     "conditional_gan": lambda: ConditionalGANTask(
         partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
         partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
@@ -234,3 +235,35 @@ def test_r1_penalty_enters_the_discriminator_step_only(tmp_path) -> None:
 def test_negative_or_non_numeric_r1_penalty_is_refused(gamma) -> None:
     with pytest.raises(ValueError, match=r"r1_penalty: expected a float ≥ 0, got"):
         GANTask(partial(MLPGenerator, latent_dim=8), MLPDiscriminator, r1_penalty=gamma)
+
+
+class RecordLearningRates(L.Callback):
+    """Both optimizers' learning rates as each training epoch ends."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.rates = getattr(self, "rates", [])
+        self.rates.append([group["lr"] for opt in trainer.optimizers for group in opt.param_groups])
+
+
+def test_lr_decay_holds_the_rate_then_lowers_it_linearly_in_both_optimizers(tmp_path) -> None:
+    L.seed_everything(0)
+    task, recorder = small_gan(lr=1e-3, lr_decay_start=2), RecordLearningRates()
+    trainer = tiny_trainer(tmp_path, max_epochs=5, callbacks=[recorder], limit_val_batches=0)
+    trainer.fit(task, TinyImages(size=32))
+    # epochs 0, 1 at lr; then (5 - e) / (5 - 2) of it: 3/3, 2/3, 1/3
+    expected = [1e-3, 1e-3, 1e-3, 2e-3 / 3, 1e-3 / 3]
+    assert recorder.rates == [pytest.approx([rate, rate]) for rate in expected]
+    assert trainer.callback_metrics["train/lr"].item() == pytest.approx(1e-3 / 3)
+
+
+@pytest.mark.parametrize("start", [-1, 1.5, "3"])
+def test_lr_decay_start_that_is_not_an_epoch_is_refused(start) -> None:
+    with pytest.raises(ValueError, match=rf"lr_decay_start: expected None or an int ≥ 0, got {start!r}"):
+        small_gan(lr_decay_start=start)
+
+
+def test_lr_decay_start_at_or_after_max_epochs_is_refused(tmp_path) -> None:
+    trainer = tiny_trainer(tmp_path, max_epochs=3, limit_val_batches=0)
+    expected = r"lr_decay_start: expected an epoch before trainer.max_epochs = 3, got 3"
+    with pytest.raises(ValueError, match=expected):
+        trainer.fit(small_gan(lr_decay_start=3), TinyImages(size=32))

@@ -32,6 +32,12 @@ for GANs actually converge?"): D is pushed to be flat on the data, which damps t
 the two players around the equilibrium. It takes one more forward and a double backward through D on
 the real batch each discriminator step; logged as ``train/r1``.
 
+**Learning-rate decay.** ``lr_decay_start = s`` keeps both learning rates at ``lr`` for epochs 0 … s − 1
+and then lowers them linearly, to ``lr · (E − e) / (E − s)`` in epoch e of ``trainer.max_epochs = E``
+(the last epoch trains at ``lr / (E − s)``): a GAN that oscillates around a good generator at a
+constant step size settles as the step shrinks. The rate is a function of the epoch alone, set at the
+start of each epoch, so a resumed run continues it exactly; logged as ``train/lr``.
+
 Logged: ``train/d_loss``, ``train/g_loss`` (step and epoch), ``train/d_real``, ``train/d_fake`` (mean
 probability the discriminator gives real and generated images); the same ``val/d_*`` and ``test/d_*``
 on held-out images, whose validation and test loops are also where
@@ -78,6 +84,8 @@ class GANTask(L.LightningModule):
         augment_cutout: side of the square cut out of the images D trains on, as a fraction of their
             size (0: none; DiffAugment uses 0.5).
         r1_penalty: γ of the R1 gradient penalty on real images (0: none; Mescheder et al. use 10).
+        lr_decay_start: first epoch of the linear decay of both learning rates to 0 at
+            ``trainer.max_epochs`` (None: constant ``lr``).
     """
 
     def __init__(
@@ -92,9 +100,12 @@ class GANTask(L.LightningModule):
         augment_translation: float = 0.0,
         augment_cutout: float = 0.0,
         r1_penalty: float = 0.0,
+        lr_decay_start: int | None = None,
     ) -> None:
         super().__init__()
         check_positive_int("d_steps_per_g_step", d_steps_per_g_step)
+        if lr_decay_start is not None and not (isinstance(lr_decay_start, int) and lr_decay_start >= 0):
+            raise ValueError(f"lr_decay_start: expected None or an int ≥ 0, got {lr_decay_start!r}")
         if not (isinstance(r1_penalty, int | float) and r1_penalty >= 0):
             raise ValueError(f"r1_penalty: expected a float ≥ 0, got {r1_penalty!r}")
         if generator_ema_decay is not None and not 0.0 <= generator_ema_decay < 1.0:
@@ -241,6 +252,25 @@ class GANTask(L.LightningModule):
     def _noise(self, count: int) -> Tensor:
         return torch.randn(count, self.latent_dim, device=self.device)
 
+    def on_train_epoch_start(self) -> None:
+        """Sets both optimizers' learning rate for this epoch (``lr_decay_start``)."""
+        lr = self.hparams.lr * self.lr_factor(self.current_epoch)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.log("train/lr", lr, on_step=False, on_epoch=True)
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` as a fraction of ``lr``: 1, then linear towards 0."""
+        start, end = self.hparams.lr_decay_start, self.trainer.max_epochs
+        if start is None:
+            return 1.0
+        if end is None or end <= start:
+            raise ValueError(
+                f"lr_decay_start: expected an epoch before trainer.max_epochs = {end}, got {start}"
+            )
+        return 1.0 if epoch < start else (end - epoch) / (end - start)
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[discriminator's Adam, generator's Adam], in that order."""
         lr, betas = self.hparams.lr, tuple(self.hparams.betas)
@@ -286,6 +316,7 @@ class ConditionalGANTask(GANTask):
         augment_translation: float = 0.0,
         augment_cutout: float = 0.0,
         r1_penalty: float = 0.0,
+        lr_decay_start: int | None = None,
     ) -> None:
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes: expected an int ≥ 2, got {num_classes!r}")
@@ -300,6 +331,7 @@ class ConditionalGANTask(GANTask):
             augment_translation,
             augment_cutout,
             r1_penalty,
+            lr_decay_start,
         )
         self.save_hyperparameters()
         self.num_classes = num_classes
@@ -360,12 +392,13 @@ class AuxiliaryClassifierGANTask(ConditionalGANTask):
         augment_cutout: float = 0.0,
         classification_weight: float = 1.0,
         r1_penalty: float = 0.0,
+        lr_decay_start: int | None = None,
     ) -> None:
         if not classification_weight > 0:
             raise ValueError(f"classification_weight: expected a float > 0, got {classification_weight!r}")
         super().__init__(
             generator, discriminator, image_shape, num_classes, lr, betas, d_steps_per_g_step,
-            generator_ema_decay, augment_translation, augment_cutout, r1_penalty,
+            generator_ema_decay, augment_translation, augment_cutout, r1_penalty, lr_decay_start,
         )
         if not callable(getattr(self.discriminator, "both", None)):
             raise TypeError(
