@@ -256,9 +256,9 @@ def test_lr_decay_holds_the_rate_then_lowers_it_linearly_in_both_optimizers(tmp_
     assert trainer.callback_metrics["train/lr"].item() == pytest.approx(1e-3 / 3)
 
 
-@pytest.mark.parametrize("start", [-1, 1.5, "3"])
+@pytest.mark.parametrize("start", [-1, 1.5, "3", True])
 def test_lr_decay_start_that_is_not_an_epoch_is_refused(start) -> None:
-    with pytest.raises(ValueError, match=rf"lr_decay_start: expected None or an int ≥ 0, got {start!r}"):
+    with pytest.raises(ValueError, match=rf"lr_decay_start: expected an integer ≥ 0 or None, got {start!r}"):
         small_gan(lr_decay_start=start)
 
 

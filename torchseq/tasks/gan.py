@@ -104,8 +104,7 @@ class GANTask(L.LightningModule):
     ) -> None:
         super().__init__()
         check_positive_int("d_steps_per_g_step", d_steps_per_g_step)
-        if lr_decay_start is not None and not (isinstance(lr_decay_start, int) and lr_decay_start >= 0):
-            raise ValueError(f"lr_decay_start: expected None or an int ≥ 0, got {lr_decay_start!r}")
+        check_positive_int("lr_decay_start", lr_decay_start, minimum=0, optional=True)
         if not (isinstance(r1_penalty, int | float) and r1_penalty >= 0):
             raise ValueError(f"r1_penalty: expected a float ≥ 0, got {r1_penalty!r}")
         if generator_ema_decay is not None and not 0.0 <= generator_ema_decay < 1.0:
