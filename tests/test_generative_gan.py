@@ -21,6 +21,7 @@ from torchseq.models.gan import (
     MLPGenerator,
 )
 from torchseq.models.vae import VAE
+from torchseq.tasks import gan as gan_task
 from torchseq.tasks.gan import ConditionalGANTask, GANTask
 from torchseq.tasks.vae import VAETask
 
@@ -87,7 +88,7 @@ def test_losses_are_logged_and_finite(tmp_path) -> None:
 class RecordGeneratorAfterEachStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.snapshots = getattr(self, "snapshots", [])
-        self.snapshots.append({k: v.clone() for k, v in pl_module.generator.state_dict().items()})
+        self.snapshots.append({k: v.clone() for k, v in pl_module.generator.named_parameters()})
 
 
 def test_generator_ema_is_the_moving_average_of_every_generator_step_and_draws_the_samples(tmp_path) -> None:
@@ -100,14 +101,11 @@ def test_generator_ema_is_the_moving_average_of_every_generator_step_and_draws_t
     assert len(recorder.snapshots) == int(task.g_steps) == 4
     expected = dict(recorder.snapshots[0])  # the first step copies, later ones blend
     for snapshot in recorder.snapshots[1:]:
-        expected = {
-            k: decay * v + (1 - decay) * snapshot[k] if v.is_floating_point() else v
-            for k, v in expected.items()
-        }
-    averaged = task.generator_ema.module.state_dict()
+        expected = {k: decay * v + (1 - decay) * snapshot[k] for k, v in expected.items()}
+    averaged = dict(task.generator_ema.module.named_parameters())
+    assert averaged.keys() == expected.keys()
     for key, value in expected.items():
-        if value.is_floating_point():
-            torch.testing.assert_close(averaged[key], value, rtol=1e-6, atol=1e-7, msg=key)
+        torch.testing.assert_close(averaged[key], value, rtol=1e-6, atol=1e-7, msg=key)
     assert not torch.equal(averaged["net.0.weight"], task.generator.state_dict()["net.0.weight"])
     noise = torch.randn(6, task.latent_dim)
     task.eval()
@@ -116,6 +114,59 @@ def test_generator_ema_is_the_moving_average_of_every_generator_step_and_draws_t
             task.sample(noise), task.generator.to_unit_interval(task.generator_ema.module(noise))
         )
     assert all(not p.requires_grad for p in task.generator_ema.parameters())
+
+
+def sample_recording_first_batchnorm_inputs(task: GANTask) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """Draws 3 samples under inference mode, recording every input of the average's first BatchNorm."""
+    first_norm = next(m for m in task.generator_ema.module.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    inputs: list[torch.Tensor] = []
+    hook = first_norm.register_forward_pre_hook(lambda module, args: inputs.append(args[0].clone()))
+    task.eval()
+    with torch.inference_mode():  # as in Lightning's validation and test loops
+        task.sample(torch.zeros(3, task.latent_dim))
+    hook.remove()
+    return first_norm, inputs
+
+
+REESTIMATION_BATCHES = -(-gan_task.EMA_BATCHNORM_SAMPLES // gan_task.EMA_BATCHNORM_BATCH)
+
+
+def test_generator_ema_batchnorm_statistics_are_its_own_activations_on_the_fixed_noise() -> None:
+    """Averaged weights draw with statistics measured under those weights, not averaged ones."""
+    torch.manual_seed(0)
+    task = small_gan(1, generator_ema_decay=0.9)
+    with torch.no_grad():
+        for parameter in task.generator_ema.module.parameters():  # unlike the weights of its statistics
+            parameter.add_(torch.randn_like(parameter))
+    global_stream = torch.get_rng_state()
+    first_norm, inputs = sample_recording_first_batchnorm_inputs(task)
+    assert torch.equal(torch.get_rng_state(), global_stream)  # a private generator: resume stays exact
+
+    assert len(inputs) == REESTIMATION_BATCHES + 1  # the re-estimation's batches, then the sample itself
+    estimated = torch.cat(inputs[:-1])
+    assert len(estimated) == gan_task.EMA_BATCHNORM_SAMPLES
+    torch.testing.assert_close(first_norm.running_mean, estimated.mean(0))
+    assert int(first_norm.num_batches_tracked) == REESTIMATION_BATCHES
+    assert first_norm.momentum == 0.2 and not task.generator_ema.module.training  # both restored
+
+    _, inputs = sample_recording_first_batchnorm_inputs(task)
+    assert len(inputs) == 1  # unchanged weights: not re-estimated
+    task.load_state_dict(task.state_dict())
+    _, inputs = sample_recording_first_batchnorm_inputs(task)
+    assert len(inputs) == REESTIMATION_BATCHES + 1  # loaded weights: re-estimated
+
+
+def test_generator_ema_batchnorm_is_reestimated_after_training_moves_the_average(tmp_path) -> None:
+    L.seed_everything(0)
+    task = small_gan(1, generator_ema_decay=0.5)
+    means = []
+    for folder in ("first", "second"):
+        tiny_trainer(tmp_path / folder, max_epochs=1, limit_val_batches=0).fit(task, TinyImages(size=32))
+        first_norm, inputs = sample_recording_first_batchnorm_inputs(task)
+        assert len(inputs) == REESTIMATION_BATCHES + 1
+        torch.testing.assert_close(first_norm.running_mean, torch.cat(inputs[:-1]).mean(0))
+        means.append(first_norm.running_mean.clone())
+    assert not torch.equal(*means)
 
 
 @pytest.mark.parametrize("decay", [-0.1, 1.0, 2])

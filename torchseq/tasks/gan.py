@@ -15,11 +15,15 @@ Prefer ``max_epochs`` for GANs.
 
 The step counters are buffers, so they are saved in checkpoints and the ratio carries on after resume.
 **Generator EMA.** With ``generator_ema_decay = β`` the task also keeps an exponential moving average
-of the generator's weights and BatchNorm statistics (``torch.optim.swa_utils.AveragedModel``), updated
-after every generator step: θ_EMA ← β·θ_EMA + (1 − β)·θ. Training uses the raw generator; everything
-that *draws* images (:meth:`sample`, :meth:`forward`, so the grids, the sample-quality metrics,
-``torchseq sample`` and export) uses the average, which smooths out the oscillation of adversarial
-training. The average lives in the state dict (``generator_ema.*``), so it resumes exactly.
+of the generator's weights (``torch.optim.swa_utils.AveragedModel``), updated after every generator
+step: θ_EMA ← β·θ_EMA + (1 − β)·θ. Training uses the raw generator; everything that *draws* images
+(:meth:`sample`, :meth:`forward`, so the grids, the sample-quality metrics, ``torchseq sample`` and
+export) uses the average, which smooths out the oscillation of adversarial training. BatchNorm running
+statistics are not averaged: statistics gathered under other weights do not fit the averaged ones. Before
+the average draws after a change of its weights, its BatchNorm layers are re-estimated from its own
+activations on ``EMA_BATCHNORM_SAMPLES`` noise vectors of a fixed seed (:meth:`refresh_ema_batchnorm`),
+so they depend on the weights alone and the global random stream is untouched. The average lives in the
+state dict (``generator_ema.*``), so it resumes exactly.
 
 **Differentiable augmentation.** ``augment_translation`` / ``augment_cutout`` > 0 make the discriminator
 see every training image — real, and generated in both networks' steps — randomly shifted and with a
@@ -59,6 +63,11 @@ from torchseq.checks import check_positive_int
 from torchseq.models.autoencoder import ImageShape
 from torchseq.models.diff_augment import DiffAugment
 from torchseq.models.gan import ImageGenerator
+
+EMA_BATCHNORM_SAMPLES = 1024
+"""Noise vectors whose activations re-estimate the generator average's BatchNorm statistics."""
+EMA_BATCHNORM_BATCH = 256
+EMA_BATCHNORM_SEED = 0
 
 
 class GANTask(L.LightningModule):
@@ -119,9 +128,11 @@ class GANTask(L.LightningModule):
             None
             if generator_ema_decay is None
             else AveragedModel(
-                self.generator, multi_avg_fn=get_ema_multi_avg_fn(generator_ema_decay), use_buffers=True
+                self.generator, multi_avg_fn=get_ema_multi_avg_fn(generator_ema_decay), use_buffers=False
             ).requires_grad_(False)  # updated in place, never trained
         )
+        self._ema_batchnorm_stale = True  # not state: a loaded average is re-estimated before it draws
+        self.register_load_state_dict_post_hook(_mark_ema_batchnorm_stale)
         background = float(self.generator.from_unit_interval(torch.zeros(())))
         self.augment = (
             DiffAugment(augment_translation, augment_cutout, fill=background)
@@ -142,7 +153,40 @@ class GANTask(L.LightningModule):
 
     def forward(self, noise: Tensor) -> Tensor:
         """Noise (B, latent_dim) → generated images in the generator's output range."""
+        self.refresh_ema_batchnorm()
         return self.drawing_generator(noise)
+
+    def refresh_ema_batchnorm(self) -> None:
+        """Re-estimates the BatchNorm statistics of the generator average if its weights changed since.
+
+        Each BatchNorm layer of the average is reset and then sees, in training mode with a cumulative
+        mean (``momentum=None``), its own activations on ``EMA_BATCHNORM_SAMPLES`` noise vectors drawn
+        from a private generator seeded with ``EMA_BATCHNORM_SEED``. A no-op without an average, without
+        BatchNorm, or when nothing changed.
+        """
+        if self.generator_ema is None or not self._ema_batchnorm_stale:
+            return
+        average = self.generator_ema.module
+        norms = [m for m in average.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta, was_training = [m.momentum for m in norms], average.training
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None
+        average.train()
+        randomness = torch.Generator(device=self.device).manual_seed(EMA_BATCHNORM_SEED)
+        with torch.no_grad():
+            for start in range(0, EMA_BATCHNORM_SAMPLES if norms else 0, EMA_BATCHNORM_BATCH):
+                count = min(EMA_BATCHNORM_BATCH, EMA_BATCHNORM_SAMPLES - start)
+                noise = torch.randn(count, self.latent_dim, generator=randomness, device=self.device)
+                self.draw_with_average(noise)
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        average.train(was_training)
+        self._ema_batchnorm_stale = False
+
+    def draw_with_average(self, noise: Tensor) -> Tensor:
+        """The generator average's images from ``noise`` (a conditional task adds its cycled labels)."""
+        return self.generator_ema.module(noise)
 
     # -- what a conditional task overrides (unconditional: no labels, no extra random draws) ---------
     def real_conditions(self, batch: Sequence[Tensor]) -> Tensor | None:
@@ -220,6 +264,7 @@ class GANTask(L.LightningModule):
             self.g_steps += 1
             if self.generator_ema is not None:
                 self.generator_ema.update_parameters(self.generator)
+                self._ema_batchnorm_stale = True
             self.log(
                 "train/g_loss", g_loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size
             )
@@ -282,6 +327,10 @@ class GANTask(L.LightningModule):
     def sample(self, noise: Tensor) -> Tensor:
         """Images in [0, 1] drawn from ``noise`` (B, latent_dim) by :attr:`drawing_generator`."""
         return self.generator.to_unit_interval(self(noise))
+
+
+def _mark_ema_batchnorm_stale(task: GANTask, incompatible_keys: object) -> None:
+    task._ema_batchnorm_stale = True
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
@@ -350,7 +399,11 @@ class ConditionalGANTask(GANTask):
     def forward(self, noise: Tensor, labels: Tensor | None = None) -> Tensor:
         """Noise (B, latent_dim) and labels (B,) → generated images in the generator's output range."""
         labels = self.cycled_labels(len(noise)) if labels is None else labels
+        self.refresh_ema_batchnorm()
         return self.drawing_generator(noise, labels)
+
+    def draw_with_average(self, noise: Tensor) -> Tensor:
+        return self.generator_ema.module(noise, self.cycled_labels(len(noise)))
 
     def cycled_labels(self, count: int) -> Tensor:
         """0, 1, …, num_classes − 1, 0, 1, … (count,): every class equally often."""
