@@ -85,6 +85,28 @@ def test_losses_are_logged_and_finite(tmp_path) -> None:
     assert samples.shape == (5, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
 
 
+def test_dcgan_trains_under_bf16_mixed_precision_with_r1_and_ema(tmp_path) -> None:
+    """CPU autocast to bfloat16 (``trainer.precision: bf16-mixed``) with the R1 double backward and the
+    generator average: finite losses, and the weights, their average and the samples stay float32."""
+    L.seed_everything(0)
+    task = GANTask(
+        partial(DCGANGenerator, channels=(16, 8, 4)),
+        partial(DCGANDiscriminator, channels=(4, 8)),
+        r1_penalty=10.0,
+        generator_ema_decay=0.9,
+    )
+    trainer = tiny_trainer(
+        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed"
+    )
+    trainer.fit(task, TinyImages(size=32))
+    for name in ("train/d_loss", "train/g_loss", "train/r1", "val/d_loss"):
+        assert torch.isfinite(trainer.callback_metrics[name]), name
+    assert {p.dtype for p in task.parameters()} == {torch.float32}
+    assert int(task.g_steps) == 2
+    samples = task.sample(torch.randn(5, task.latent_dim))
+    assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
+
+
 class RecordGeneratorAfterEachStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.snapshots = getattr(self, "snapshots", [])
