@@ -244,3 +244,20 @@ def test_fresh_process_cross_check_times_both_sides_of_every_workload() -> None:
         torch.set_num_threads(threads)
     assert set(medians) == set(WORKLOADS)
     assert all(len(pair) == 2 and min(pair) > 0 for pair in medians.values())
+
+
+def test_gan_step_benchmark_writes_table_plot_and_json_for_every_contender(tmp_path) -> None:
+    from benchmarks.gan_step import CONTENDERS, main
+
+    threads = torch.get_num_threads()
+    try:
+        main(["--threads", "1", "--rounds", "1", "--clock", "cpu", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads((tmp_path / "gan_step.json").read_text())["rows"]
+    assert [row["contender"] for row in rows] == list(CONTENDERS)
+    assert all(row["threads"] == 1 and row["median_ms"] > 0 for row in rows)
+    assert rows[0]["vs_float32"] == 1.0
+    table = (tmp_path / "gan_step.md").read_text()
+    assert all(f"| 1 | {name} |" in table for name in CONTENDERS)
+    assert (tmp_path / "gan_step.png").stat().st_size > 0

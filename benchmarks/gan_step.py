@@ -1,0 +1,173 @@
+"""One training step of ``experiments/dcgan.yaml`` on the CPU, under each precision and memory layout.
+
+::
+
+    python -m benchmarks.gan_step [--threads 1 2] [--rounds 15] [--clock wall|cpu] [--out FOLDER]
+
+A step is what :class:`~torchseq.tasks.gan.GANTask` does per batch with that config: a discriminator
+step (generator forward without gradient, D on the real and the generated batch, the R1 penalty's double
+backward with γ = 10, Adam) and a generator step (generator forward and backward through D, Adam), batch
+64 of 28×28 images, the DCGAN tutorial's networks. Contenders:
+
+- ``float32``: what the config trains with;
+- ``float32, channels_last``: the same with NHWC images and weights;
+- ``bf16-mixed``: the same step under ``torch.autocast("cpu", torch.bfloat16)``, which is what
+  ``--trainer.precision bf16-mixed`` gives a Lightning run. Weights, Adam and the losses stay float32.
+
+The contenders run interleaved in one process (round r starts at contender r mod n), after 3 warm-up
+steps each; the table gives the median and the interquartile spread per step, and the ratio to
+``float32``. Writes ``gan_step.md``, ``gan_step.json`` and ``gan_step.png`` to ``--out`` (default
+``runs/benchmarks/gan_step``), with the CPU and thread counts. Speed only: what bf16 does to the
+quality of the trained generator is measured by training runs (docs/generative.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from benchmarks.machine import describe
+from benchmarks.timing import CpuClock, Workload, time_interleaved
+from torchseq.models.gan import DCGANDiscriminator, DCGANGenerator
+
+BATCH, R1_GAMMA, LR, BETAS = 64, 10.0, 2e-4, (0.5, 0.999)
+CONTENDERS = ("float32", "float32, channels_last", "bf16-mixed")
+
+
+def training_step(contender: str) -> Callable[[], None]:
+    """A closure running one D step and one G step of the DCGAN with R1, as ``contender`` computes them."""
+    torch.manual_seed(0)
+    generator, discriminator = DCGANGenerator(), DCGANDiscriminator()
+    real = torch.rand(BATCH, 1, 28, 28) * 2 - 1
+    if contender.endswith("channels_last"):
+        generator, discriminator = (
+            m.to(memory_format=torch.channels_last) for m in (generator, discriminator)
+        )
+        real = real.contiguous(memory_format=torch.channels_last)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS)
+    g_optimizer = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS)
+
+    def precision() -> torch.autocast | nullcontext:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if contender == "bf16-mixed" else nullcontext()
+
+    def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+        logits = logits.float()
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+    def step() -> None:
+        with precision():
+            with torch.no_grad():
+                fake = generator(torch.randn(BATCH, generator.latent_dim))
+            images = real.detach().requires_grad_(True)
+            real_logits = discriminator(images)
+            (gradient,) = torch.autograd.grad(real_logits.float().sum(), images, create_graph=True)
+            r1 = 0.5 * R1_GAMMA * gradient.float().square().flatten(1).sum(1).mean()
+            d_loss = 0.5 * (bce(real_logits, 1.0) + bce(discriminator(fake), 0.0)) + r1
+        d_optimizer.zero_grad()
+        d_loss.backward()
+        d_optimizer.step()
+        with precision():
+            g_loss = bce(discriminator(generator(torch.randn(BATCH, generator.latent_dim))), 1.0)
+        g_optimizer.zero_grad()
+        g_loss.backward()
+        g_optimizer.step()
+
+    return step
+
+
+def measure(threads: int, rounds: int, clock: str) -> list[dict]:
+    torch.set_num_threads(threads)
+    timings = time_interleaved(
+        {name: Workload(training_step(name)) for name in CONTENDERS},
+        CpuClock(clock),
+        warmup=3,
+        repeats=rounds,
+    )
+    baseline = timings["float32"].median_ms
+    return [
+        {
+            "threads": threads,
+            "contender": name,
+            "median_ms": timing.median_ms,
+            "spread": timing.spread,
+            "vs_float32": timing.median_ms / baseline,
+        }
+        for name, timing in timings.items()
+    ]
+
+
+def markdown(rows: list[dict], machine: dict, clock: str, rounds: int) -> str:
+    lines = [
+        f"DCGAN training step (D step with R1 γ = {R1_GAMMA:g} + G step, batch {BATCH}) on {machine['cpu']} "
+        f"({machine['logical_cpus']} logical CPUs, load average at start "
+        f"{', '.join(f'{v:.1f}' for v in machine['load_average_at_start'])}), torch {machine['torch']}; "
+        f"median {clock} ms per step over {rounds} interleaved rounds.",
+        "",
+        "| threads | contender | ms / step | spread (IQR / median) | vs float32 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['threads']} | {r['contender']} | {r['median_ms']:.0f} | {r['spread']:.2f} "
+        f"| {r['vs_float32']:.2f}× |"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], machine: dict, path: Path) -> None:
+    thread_counts = sorted({r["threads"] for r in rows})
+    figure, axes = plt.subplots(figsize=(7, 3.5))
+    width = 0.8 / len(CONTENDERS)
+    for index, contender in enumerate(CONTENDERS):
+        values = [
+            next(r["median_ms"] for r in rows if r["threads"] == t and r["contender"] == contender)
+            for t in thread_counts
+        ]
+        axes.bar([t + (index - 1) * width for t in range(len(thread_counts))], values, width, label=contender)
+    axes.set_xticks(range(len(thread_counts)), [f"{t} thread{'s' * (t > 1)}" for t in thread_counts])
+    axes.set_ylabel("ms per training step (median)")
+    axes.set_title(f"DCGAN step, batch {BATCH}, R1: {machine['cpu']}", fontsize=9)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(args: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, torch.get_num_threads()])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="elapsed time, or the process' CPU time (steadier at 1 thread on a shared machine)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/gan_step"))
+    options = parser.parse_args(args)
+    machine = describe(torch.device("cpu"), torch.float32)
+    rows = [
+        row
+        for threads in dict.fromkeys(options.threads)
+        for row in measure(threads, options.rounds, options.clock)
+    ]
+    options.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows, machine, options.clock, options.rounds)
+    (options.out / "gan_step.md").write_text(table)
+    (options.out / "gan_step.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    plot(rows, machine, options.out / "gan_step.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
