@@ -3,6 +3,7 @@ the callbacks it lists, its options and latent sizes, and data-shaped inputs giv
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,22 @@ def test_every_mnist5k_generative_config_has_a_full_mnist_variant() -> None:
     images = {name for name, (_, data) in CONFIGS.items() if data is MNIST5kDataModule
               and "autoencoder" not in name}
     assert {path.stem.removesuffix("_mnist60k") for path in EXPERIMENTS.glob("*_mnist60k.yaml")} == images
+
+
+@pytest.mark.parametrize(("native", "precision", "warned"), [
+    (False, "bf16-mixed", True), (True, "bf16-mixed", False), (False, "32-true", False),
+])
+def test_bf16_on_a_cpu_without_bfloat16_instructions_is_flagged(
+    tmp_path, monkeypatch, native: bool, precision: str, warned: bool
+) -> None:
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native, raising=False)
+    arguments = ["--config", str(EXPERIMENTS / "dcgan.yaml"), "--trainer.logger", "false",
+                 "--trainer.precision", precision, "--trainer.default_root_dir", str(tmp_path)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TorchseqCLI(args=arguments, run=False)
+    flagged = [w for w in caught if "without bfloat16 instructions" in str(w.message)]
+    assert len(flagged) == warned
+    if warned:
+        assert f"trainer.precision: {precision}" in str(flagged[0].message)

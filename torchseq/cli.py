@@ -145,6 +145,7 @@ class TorchseqCLI(LightningCLI):
         """The configured trainer, writing checkpoints atomically (a kill never leaves half a file)."""
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
+        warn_if_bfloat16_is_emulated(trainer)
         return trainer
 
     @property
@@ -181,6 +182,30 @@ class TorchseqCLI(LightningCLI):
         summary = self.summary_callback
         if self.trainer.is_global_zero and summary is not None and hasattr(summary, "latest"):
             Console().print(render_summary(summary.latest), soft_wrap=True)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); True where torch cannot tell."""
+    names = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence probed
+    probes = [getattr(torch.cpu, name, None) for name in names]
+    if not all(callable(probe) for probe in probes):
+        return True
+    return any(probe() for probe in probes)
+
+
+def warn_if_bfloat16_is_emulated(trainer: L.Trainer) -> None:
+    """Warns when ``precision: bf16-mixed`` runs on a CPU without bfloat16 instructions.
+
+    There oneDNN emulates bfloat16 with float32 arithmetic and conversions, so the run is no faster and
+    often slower than ``32-true``; on a CPU with them the DCGAN step takes about half the time
+    (``python -m benchmarks.gan_step``).
+    """
+    on_cpu = trainer.strategy.root_device.type == "cpu"
+    if "bf16" in str(trainer.precision) and on_cpu and not cpu_has_bfloat16():
+        rank_zero_warn(
+            f"trainer.precision: {trainer.precision} on a CPU without bfloat16 instructions (AVX512-BF16 or "
+            "AMX) is emulated and may be slower than float32; pass --trainer.precision 32-true to compare"
+        )
 
 
 def experiment_name(config_paths: list[Any]) -> str:
