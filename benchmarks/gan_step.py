@@ -34,50 +34,48 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 
 from benchmarks.machine import describe
 from benchmarks.timing import CpuClock, Workload, time_interleaved
 from torchseq.models.gan import DCGANDiscriminator, DCGANGenerator
+from torchseq.tasks.gan import GANTask
 
 BATCH, R1_GAMMA, LR, BETAS = 64, 10.0, 2e-4, (0.5, 0.999)
 CONTENDERS = ("float32", "float32, channels_last", "bf16-mixed")
 
 
 def training_step(contender: str) -> Callable[[], None]:
-    """A closure running one D step and one G step of the DCGAN with R1, as ``contender`` computes them."""
+    """A closure running one D step and one G step of the DCGAN with R1, as ``contender`` computes them.
+
+    The losses are :class:`~torchseq.tasks.gan.GANTask`'s own (``discriminator_loss``, ``r1``,
+    ``generator_loss``), called without a trainer, so the benchmark times what training computes,
+    without Lightning's loop and logging around it.
+    """
     torch.manual_seed(0)
-    generator, discriminator = DCGANGenerator(), DCGANDiscriminator()
+    task = GANTask(DCGANGenerator, DCGANDiscriminator, lr=LR, betas=BETAS, r1_penalty=R1_GAMMA)
     real = torch.rand(BATCH, 1, 28, 28) * 2 - 1
     if contender.endswith("channels_last"):
-        generator, discriminator = (
-            m.to(memory_format=torch.channels_last) for m in (generator, discriminator)
-        )
+        task = task.to(memory_format=torch.channels_last)
         real = real.contiguous(memory_format=torch.channels_last)
-    d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=LR, betas=BETAS)
-    g_optimizer = torch.optim.Adam(generator.parameters(), lr=LR, betas=BETAS)
+    d_optimizer, g_optimizer = task.configure_optimizers()
 
     def precision() -> torch.autocast | nullcontext:
         return torch.autocast("cpu", dtype=torch.bfloat16) if contender == "bf16-mixed" else nullcontext()
 
-    def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-        logits = logits.float()
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    def noise() -> torch.Tensor:
+        return torch.randn(BATCH, task.latent_dim)
 
     def step() -> None:
         with precision():
             with torch.no_grad():
-                fake = generator(torch.randn(BATCH, generator.latent_dim))
-            images = real.detach().requires_grad_(True)
-            real_logits = discriminator(images)
-            (gradient,) = torch.autograd.grad(real_logits.float().sum(), images, create_graph=True)
-            r1 = 0.5 * R1_GAMMA * gradient.float().square().flatten(1).sum(1).mean()
-            d_loss = 0.5 * (bce(real_logits, 1.0) + bce(discriminator(fake), 0.0)) + r1
+                fake = task.generate(noise(), None)
+            d_loss, _ = task.discriminator_loss(real, fake, augment=True)
+            d_loss = d_loss + task.r1(real, None)
         d_optimizer.zero_grad()
         d_loss.backward()
         d_optimizer.step()
         with precision():
-            g_loss = bce(discriminator(generator(torch.randn(BATCH, generator.latent_dim))), 1.0)
+            g_loss = task.generator_loss(task.generate(noise(), None), None)
         g_optimizer.zero_grad()
         g_loss.backward()
         g_optimizer.step()

@@ -165,7 +165,6 @@ def test_the_auxiliary_classifier_discriminator_gives_both_heads_from_one_trunk(
 def test_acgan_losses_add_the_class_cross_entropy() -> None:
     torch.manual_seed(0)
     task = tiny_acgan(classification_weight=2.0)
-    task.log = task.log_dict = lambda *args, **kwargs: None  # outside a trainer
     real, fake = torch.rand(6, 1, 28, 28) * 2 - 1, torch.rand(6, 1, 28, 28) * 2 - 1
     labels, drawn = torch.tensor([0, 1, 2, 3, 0, 1]), torch.tensor([3, 2, 1, 0, 3, 2])
     task.discriminator.eval()  # no dropout: the same logits in the loss and here
@@ -178,8 +177,11 @@ def test_acgan_losses_add_the_class_cross_entropy() -> None:
     classification = 0.5 * (
         nn.functional.cross_entropy(classes_real, labels) + nn.functional.cross_entropy(classes_fake, drawn)
     )
-    loss = task.discriminator_loss(real, fake, "val", labels, drawn)
+    loss, figures = task.discriminator_loss(real, fake, labels, drawn)
     torch.testing.assert_close(loss, adversarial + 2.0 * classification)
+    torch.testing.assert_close(figures["d_loss"], adversarial)
+    torch.testing.assert_close(figures["d_class_loss"], classification)
+    torch.testing.assert_close(figures["d_fake"], source_fake.sigmoid().mean())
     g_loss = task.generator_loss(fake, drawn)
     expected = nn.functional.binary_cross_entropy_with_logits(source_fake, torch.ones(6)) + 2.0 * (
         nn.functional.cross_entropy(classes_fake, drawn)

@@ -207,30 +207,41 @@ class GANTask(L.LightningModule):
         self,
         real: Tensor,
         fake: Tensor,
-        stage: str,
         real_conditions: Tensor | None = None,
         fake_conditions: Tensor | None = None,
-    ) -> Tensor:
-        """½·[BCE(D(real), 1) + BCE(D(fake), 0)]; logs it and the mean probabilities D gives each half."""
-        if stage == "train":
+        *,
+        augment: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """½·[BCE(D(real), 1) + BCE(D(fake), 0)], and the figures to log (detached): ``d_loss`` and the
+        mean probabilities D gives each half, ``d_real`` and ``d_fake``.
+
+        ``augment``: D sees both halves through :attr:`augment` (its training step does). Computes only,
+        logs nothing, so it also runs outside a trainer (``benchmarks/gan_step.py`` times it).
+        """
+        if augment:
             real, fake = self.augment(real), self.augment(fake)
         real_logits = self.discriminate(real, real_conditions)
         fake_logits = self.discriminate(fake, fake_conditions)
         loss = 0.5 * (_bce(real_logits, 1.0) + _bce(fake_logits, 0.0))
-        self.log_discriminator(stage, loss, real_logits, fake_logits)
-        return loss
+        return loss, _discriminator_figures(loss, real_logits, fake_logits)
 
-    def log_discriminator(self, stage: str, loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> None:
-        """``{stage}/d_loss`` and the mean probabilities D gives the real and the generated half."""
-        training, batch_size = stage == "train", len(real_logits)
+    def log_discriminator(self, stage: str, figures: dict[str, Tensor], batch_size: int) -> None:
+        """``{stage}/d_loss`` (per step too in training, and in the progress bar) and the other figures."""
+        figures = dict(figures)
         self.log(
-            f"{stage}/d_loss", loss, on_step=training, on_epoch=True, prog_bar=True, batch_size=batch_size
+            f"{stage}/d_loss",
+            figures.pop("d_loss"),
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
         )
-        probabilities = {
-            f"{stage}/d_real": real_logits.sigmoid().mean(),
-            f"{stage}/d_fake": fake_logits.sigmoid().mean(),
-        }
-        self.log_dict(probabilities, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_dict(
+            {f"{stage}/{name}": value for name, value in figures.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch_size,
+        )
 
     def generator_loss(self, fake: Tensor, conditions: Tensor | None) -> Tensor:
         """The non-saturating generator loss, BCE(D(G(z)), 1) = −log D(G(z))."""
@@ -245,13 +256,15 @@ class GANTask(L.LightningModule):
         with self.toggled_optimizer(d_optimizer):
             conditions = self.fake_conditions(batch_size)
             fake = self.generate(self._noise(batch_size), conditions).detach()
-            d_loss = self.discriminator_loss(real, fake, "train", real_conditions, conditions)
+            d_loss, figures = self.discriminator_loss(real, fake, real_conditions, conditions, augment=True)
             if self.hparams.r1_penalty:
-                d_loss = d_loss + self.r1(real, real_conditions)
+                penalty = self.r1(real, real_conditions)
+                d_loss, figures["r1"] = d_loss + penalty, penalty.detach()
             d_optimizer.zero_grad()
             self.manual_backward(d_loss)
             d_optimizer.step()
         self.d_steps += 1
+        self.log_discriminator("train", figures, batch_size)
 
         if self.d_steps % self.hparams.d_steps_per_g_step == 0:
             with self.toggled_optimizer(g_optimizer):
@@ -270,14 +283,15 @@ class GANTask(L.LightningModule):
             )
 
     def r1(self, real: Tensor, conditions: Tensor | None) -> Tensor:
-        """γ/2 · mean over the batch of ‖∇ₓ D(x)‖² at the real images D trains on; logged as ``train/r1``."""
+        """γ/2 · mean over the batch of ‖∇ₓ D(x)‖² at the real images D trains on (after :attr:`augment`).
+
+        The training step logs it as ``train/r1``.
+        """
         images = self.augment(real).detach().requires_grad_(True)
         (gradient,) = torch.autograd.grad(
             self.discriminate(images, conditions).sum(), images, create_graph=True
         )
-        penalty = 0.5 * self.hparams.r1_penalty * gradient.square().flatten(1).sum(1).mean()
-        self.log("train/r1", penalty, on_step=False, on_epoch=True, batch_size=len(real))
-        return penalty
+        return 0.5 * self.hparams.r1_penalty * gradient.square().flatten(1).sum(1).mean()
 
     def validation_step(self, batch: Sequence[Tensor], batch_idx: int) -> None:
         """The discriminator on held-out real images and fresh samples (also gives callbacks a val loop)."""
@@ -291,7 +305,8 @@ class GANTask(L.LightningModule):
         real = self.generator.from_unit_interval(batch[0])
         conditions = self.fake_conditions(len(real))
         fake = self.generate(self._noise(len(real)), conditions)
-        self.discriminator_loss(real, fake, stage, self.real_conditions(batch), conditions)
+        _, figures = self.discriminator_loss(real, fake, self.real_conditions(batch), conditions)
+        self.log_discriminator(stage, figures, len(real))
 
     def _noise(self, count: int) -> Tensor:
         return torch.randn(count, self.latent_dim, device=self.device)
@@ -331,6 +346,14 @@ class GANTask(L.LightningModule):
 
 def _mark_ema_batchnorm_stale(task: GANTask, incompatible_keys: object) -> None:
     task._ema_batchnorm_stale = True
+
+
+def _discriminator_figures(loss: Tensor, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+    return {
+        "d_loss": loss.detach(),
+        "d_real": real_logits.detach().sigmoid().mean(),
+        "d_fake": fake_logits.detach().sigmoid().mean(),
+    }
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
@@ -463,12 +486,14 @@ class AuxiliaryClassifierGANTask(ConditionalGANTask):
         self,
         real: Tensor,
         fake: Tensor,
-        stage: str,
         real_conditions: Tensor | None = None,
         fake_conditions: Tensor | None = None,
-    ) -> Tensor:
-        """½·[BCE(D(real), 1) + BCE(D(fake), 0)] + w·½·[CE(C(real), y) + CE(C(fake), y_drawn)]."""
-        if stage == "train":
+        *,
+        augment: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """½·[BCE(D(real), 1) + BCE(D(fake), 0)] + w·½·[CE(C(real), y) + CE(C(fake), y_drawn)]; the
+        figures are GANTask's (``d_loss`` is the adversarial half) and ``d_class_loss``."""
+        if augment:
             real, fake = self.augment(real), self.augment(fake)
         real_logits, real_classes = self.discriminator.both(real)
         fake_logits, fake_classes = self.discriminator.both(fake)
@@ -476,9 +501,9 @@ class AuxiliaryClassifierGANTask(ConditionalGANTask):
         classification = 0.5 * (
             F.cross_entropy(real_classes, real_conditions) + F.cross_entropy(fake_classes, fake_conditions)
         )
-        self.log_discriminator(stage, adversarial, real_logits, fake_logits)
-        self.log(f"{stage}/d_class_loss", classification, on_step=False, on_epoch=True, batch_size=len(real))
-        return adversarial + self.hparams.classification_weight * classification
+        figures = _discriminator_figures(adversarial, real_logits, fake_logits)
+        figures["d_class_loss"] = classification.detach()
+        return adversarial + self.hparams.classification_weight * classification, figures
 
     def generator_loss(self, fake: Tensor, conditions: Tensor | None) -> Tensor:
         """−log D(G(z, y)) + w·CE(C(G(z, y)), y)."""
