@@ -87,6 +87,8 @@ def test_full_mnist_variant_layers_on_its_config(tmp_path, name: str) -> None:
     assert cli.datamodule.download and cli.datamodule.root == "data" and cli.datamodule.as_images
     layered = yaml.safe_load(overlay.read_text())
     assert cli.trainer.max_epochs == layered["trainer"]["max_epochs"]
+    decay_start = cli.model.hparams.get("lr_decay_start")  # the decay must end inside the run
+    assert decay_start is None or decay_start < cli.trainer.max_epochs
     base = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
     for key, value in (layered.get("model") or {}).get("init_args", {}).items():
         base["model"]["init_args"][key] = value
