@@ -1,4 +1,4 @@
-"""One training step of ``experiments/dcgan.yaml`` on the CPU, under each precision and memory layout.
+"""One training step of the DCGAN of ``experiments/dcgan.yaml`` on the CPU, per precision and layout.
 
 ::
 
@@ -6,13 +6,14 @@
 
 A step is what :class:`~torchseq.tasks.gan.GANTask` does per batch with that config: a discriminator
 step (generator forward without gradient, D on the real and the generated batch, the R1 penalty's double
-backward with γ = 10, Adam) and a generator step (generator forward and backward through D, Adam), batch
-64 of 28×28 images, the DCGAN tutorial's networks. Contenders:
+backward, here with γ = 10: the config's γ = 1 costs the same, Adam) and a generator step (generator
+forward and backward through D, Adam), batch 64 of 28×28 images, the DCGAN tutorial's networks.
+Contenders:
 
-- ``float32``: what the config trains with;
+- ``float32``: ``--trainer.precision 32-true``, for CPUs without bfloat16 instructions;
 - ``float32, channels_last``: the same with NHWC images and weights;
 - ``bf16-mixed``: the same step under ``torch.autocast("cpu", torch.bfloat16)``, which is what
-  ``--trainer.precision bf16-mixed`` gives a Lightning run. Weights, Adam and the losses stay float32.
+  ``precision: bf16-mixed`` (the config's) gives a Lightning run. Weights, Adam and the losses stay float32.
 
 The contenders run interleaved in one process (round r starts at contender r mod n), after 3 warm-up
 steps each; the table gives the median and the interquartile spread per step, and the ratio to
