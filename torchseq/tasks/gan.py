@@ -227,17 +227,16 @@ class GANTask(L.LightningModule):
 
     def log_discriminator(self, stage: str, figures: dict[str, Tensor], batch_size: int) -> None:
         """``{stage}/d_loss`` (per step too in training, and in the progress bar) and the other figures."""
-        figures = dict(figures)
         self.log(
             f"{stage}/d_loss",
-            figures.pop("d_loss"),
+            figures["d_loss"],
             on_step=stage == "train",
             on_epoch=True,
             prog_bar=True,
             batch_size=batch_size,
         )
         self.log_dict(
-            {f"{stage}/{name}": value for name, value in figures.items()},
+            {f"{stage}/{name}": value for name, value in figures.items() if name != "d_loss"},
             on_step=False,
             on_epoch=True,
             batch_size=batch_size,
@@ -259,7 +258,8 @@ class GANTask(L.LightningModule):
             d_loss, figures = self.discriminator_loss(real, fake, real_conditions, conditions, augment=True)
             if self.hparams.r1_penalty:
                 penalty = self.r1(real, real_conditions)
-                d_loss, figures["r1"] = d_loss + penalty, penalty.detach()
+                d_loss = d_loss + penalty
+                figures["r1"] = penalty.detach()
             d_optimizer.zero_grad()
             self.manual_backward(d_loss)
             d_optimizer.step()
