@@ -19,15 +19,18 @@ from torchseq.models.gan import (
     ConditionalDCGANDiscriminator,
     ConditionalDCGANGenerator,
     DCGANDiscriminator,
+    ProjectionDiscriminator,
 )
 from torchseq.tasks.gan import AuxiliaryClassifierGANTask, ConditionalGANTask
 from torchseq.tools.sample import main as sample_main
 
 
-def tiny_conditional_gan(num_classes: int = 4) -> ConditionalGANTask:
+def tiny_conditional_gan(
+    num_classes: int = 4, discriminator: type[nn.Module] = ConditionalDCGANDiscriminator
+) -> ConditionalGANTask:
     return ConditionalGANTask(
         partial(ConditionalDCGANGenerator, latent_dim=8, embedding_dim=4, channels=(8, 8, 4)),
-        partial(ConditionalDCGANDiscriminator, channels=(4, 8)),
+        partial(discriminator, channels=(4, 8)),
         num_classes=num_classes,
     )
 
@@ -48,6 +51,26 @@ def test_the_label_changes_the_image_and_bad_labels_are_refused() -> None:
     assert discriminator(images, torch.tensor([0, 1, 2])).shape == (3,)
 
 
+def test_the_projection_discriminator_adds_the_label_embedding_dotted_with_the_features() -> None:
+    torch.manual_seed(0)
+    discriminator = ProjectionDiscriminator(num_classes=3, channels=(2, 4)).eval()
+    images, labels = torch.rand(5, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1])
+    plain = discriminator.net(images).squeeze(1)  # the unconditional D on the same weights
+    # zero embeddings: at initialisation the label changes nothing
+    torch.testing.assert_close(discriminator(images, labels), plain, rtol=0, atol=0)
+    with torch.no_grad():
+        discriminator.class_embedding.weight.normal_()
+    features = discriminator.net[:-1](images)
+    expected = plain + torch.stack([features[k] @ discriminator.class_embedding.weight[c] for k, c in
+                                    enumerate(labels.tolist())])  # fmt: skip
+    torch.testing.assert_close(discriminator(images, labels), expected)
+    assert not torch.allclose(discriminator(images, labels), discriminator(images, (labels + 1) % 3))
+    with pytest.raises(ValueError, match=r"labels: expected values in 0\.\.2, got 0\.\.3"):
+        discriminator(images, torch.tensor([0, 1, 2, 3, 0]))
+    with pytest.raises(ValueError, match=r"num_classes: expected at least 2 classes, got 1"):
+        ProjectionDiscriminator(num_classes=1)
+
+
 def test_sample_without_labels_cycles_through_the_classes() -> None:
     task = tiny_conditional_gan(num_classes=4).eval()
     noise = torch.randn(6, 8)
@@ -57,9 +80,10 @@ def test_sample_without_labels_cycles_through_the_classes() -> None:
     torch.testing.assert_close(cycled, explicit, rtol=0, atol=0)
 
 
-def test_a_tiny_run_trains_with_labels_and_logs_finite_losses(tmp_path) -> None:
+@pytest.mark.parametrize("discriminator", [ConditionalDCGANDiscriminator, ProjectionDiscriminator])
+def test_a_tiny_run_trains_with_labels_and_logs_finite_losses(tmp_path, discriminator) -> None:
     L.seed_everything(0)
-    task = tiny_conditional_gan()
+    task = tiny_conditional_gan(discriminator=discriminator)
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(task, TinyImages(size=32))
     for name in ("train/d_loss", "train/g_loss", "val/d_loss"):

@@ -14,6 +14,7 @@ from torchseq.models.gan import (
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
+    ProjectionDiscriminator,
     SameConv2d,
     SameConvTranspose2d,
     keras_param_count,
@@ -167,13 +168,14 @@ def test_bad_arguments_are_named() -> None:
     lambda: MLPDiscriminator(spectral_norm=True),
     lambda: DCGANDiscriminator(spectral_norm=True),
     lambda: ConditionalDCGANDiscriminator(spectral_norm=True),
-], ids=["mlp", "dcgan", "conditional"])
+    lambda: ProjectionDiscriminator(spectral_norm=True),
+], ids=["mlp", "dcgan", "conditional", "projection"])
 def test_spectral_norm_bounds_every_weight_and_keeps_the_parameter_count(make) -> None:
     torch.manual_seed(0)
     discriminator, plain = make(), type(make())()
     assert keras_param_count(discriminator) == keras_param_count(plain)
     images, labels = torch.rand(4, 1, 28, 28), torch.arange(4)
-    conditional = isinstance(discriminator, ConditionalDCGANDiscriminator)
+    conditional = isinstance(discriminator, ConditionalDCGANDiscriminator | ProjectionDiscriminator)
     layers = [m for m in discriminator.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     assert len(layers) == 3  # two hidden layers (dense or conv) and the output layer
     with torch.no_grad():  # weights far from norm 1, so that the check below cannot pass by itself

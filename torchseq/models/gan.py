@@ -376,6 +376,41 @@ class ConditionalDCGANDiscriminator(DCGANDiscriminator):
         return self.net(torch.cat([images, maps], dim=1)).squeeze(1)
 
 
+class ProjectionDiscriminator(DCGANDiscriminator):
+    r"""The DCGAN discriminator conditioned by projection (Miyato & Koyama 2018): the label is compared
+    with the image's features instead of being stacked on the image.
+
+    .. math::
+        D(x, y) = w^\top \phi(x) + b + e_y^\top \phi(x)
+
+    where :math:`\phi(x)` are the flattened convolutional features (the input of the output layer) and
+    :math:`e_y` a learned embedding of class :math:`y`. The embeddings start at zero, so at
+    initialisation D is the unconditional one and the class term grows only as far as the data asks.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 28, 28),
+        num_classes: int = 10,
+        channels: Sequence[int] = (64, 128),
+        negative_slope: float = 0.3,
+        dropout: float = 0.3,
+        spectral_norm: bool = False,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes: expected at least 2 classes, got {num_classes!r}")
+        super().__init__(image_shape, channels, negative_slope, dropout, spectral_norm)
+        self.num_classes = num_classes
+        self.class_embedding = nn.Embedding(num_classes, self.net[-1].in_features)
+        nn.init.zeros_(self.class_embedding.weight)
+
+    def forward(self, images: Tensor, labels: Tensor) -> Tensor:  # type: ignore[override]
+        """Images (B, C, H, W) and labels (B,) → real-vs-fake logits (B,)."""
+        check_labels(labels, len(images), self.num_classes)
+        features = self.net[:-1](images)  # φ(x): (B, F)
+        return self.net[-1](features).squeeze(1) + (self.class_embedding(labels) * features).sum(dim=1)
+
+
 class AuxiliaryClassifierDiscriminator(DCGANDiscriminator):
     """The DCGAN discriminator with a second head that names the class (AC-GAN, Odena, Olah & Shlens
     2017): it sees only the image, and two Linear layers on the same flattened features give the
