@@ -365,7 +365,8 @@ class ConditionalGANTask(GANTask):
 
     Real images come with their labels; generated ones get labels drawn uniformly at random. The networks
     are built as ``generator(image_shape, num_classes)`` and ``discriminator(image_shape, num_classes)``
-    (:class:`~torchseq.models.gan.ConditionalDCGANGenerator`, ``ConditionalDCGANDiscriminator``).
+    (:class:`~torchseq.models.gan.ConditionalDCGANGenerator`, and ``ProjectionDiscriminator`` or
+    ``ConditionalDCGANDiscriminator``).
     :meth:`sample` without labels cycles through the classes (0, 1, …, 9, 0, …), so the callbacks that
     call ``sample(z)`` see every class equally often.
 
