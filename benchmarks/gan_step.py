@@ -2,12 +2,14 @@
 
 ::
 
-    python -m benchmarks.gan_step [--threads 1 2] [--rounds 15] [--clock wall|cpu] [--out FOLDER]
+    python -m benchmarks.gan_step [--threads 1 2] [--rounds 15] [--clock wall|cpu]
+                                  [--discriminator config|tutorial] [--out FOLDER]
 
 A step is what :class:`~torchseq.tasks.gan.GANTask` does per batch with that config: a discriminator
 step (generator forward without gradient, D on the real and the generated batch, the R1 penalty's double
-backward, here with γ = 10: the config's γ = 1 costs the same, Adam) and a generator step (generator
-forward and backward through D, Adam), batch 64 of 28×28 images, the DCGAN tutorial's networks.
+backward with the config's γ = 1, Adam) and a generator step (generator forward and backward through D,
+Adam), batch 64 of 28×28 images, the DCGAN tutorial's generator and the config's discriminator (channels
+128/256, no dropout); ``--discriminator tutorial`` times the tutorial's own (64/128, dropout 0.3).
 Contenders:
 
 - ``float32``: ``--trainer.precision 32-true``, for CPUs without bfloat16 instructions;
@@ -28,6 +30,7 @@ import argparse
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -41,11 +44,15 @@ from benchmarks.timing import CpuClock, Workload, time_interleaved
 from torchseq.models.gan import DCGANDiscriminator, DCGANGenerator
 from torchseq.tasks.gan import GANTask
 
-BATCH, R1_GAMMA, LR, BETAS = 64, 10.0, 2e-4, (0.5, 0.999)
+BATCH, R1_GAMMA, LR, BETAS = 64, 1.0, 2e-4, (0.5, 0.999)
+DISCRIMINATORS = {  # name → DCGANDiscriminator's arguments
+    "config": {"channels": (128, 256), "dropout": 0.0},  # experiments/dcgan.yaml
+    "tutorial": {"channels": (64, 128), "dropout": 0.3},  # the TensorFlow DCGAN tutorial's
+}
 CONTENDERS = ("float32", "float32, channels_last", "bf16-mixed")
 
 
-def training_step(contender: str) -> Callable[[], None]:
+def training_step(contender: str, discriminator: str) -> Callable[[], None]:
     """A closure running one D step and one G step of the DCGAN with R1, as ``contender`` computes them.
 
     The losses are :class:`~torchseq.tasks.gan.GANTask`'s own (``discriminator_loss``, ``r1``,
@@ -53,7 +60,13 @@ def training_step(contender: str) -> Callable[[], None]:
     without Lightning's loop and logging around it.
     """
     torch.manual_seed(0)
-    task = GANTask(DCGANGenerator, DCGANDiscriminator, lr=LR, betas=BETAS, r1_penalty=R1_GAMMA)
+    task = GANTask(
+        DCGANGenerator,
+        partial(DCGANDiscriminator, **DISCRIMINATORS[discriminator]),
+        lr=LR,
+        betas=BETAS,
+        r1_penalty=R1_GAMMA,
+    )
     real = torch.rand(BATCH, 1, 28, 28) * 2 - 1
     if contender.endswith("channels_last"):
         task = task.to(memory_format=torch.channels_last)
@@ -84,10 +97,10 @@ def training_step(contender: str) -> Callable[[], None]:
     return step
 
 
-def measure(threads: int, rounds: int, clock: str) -> list[dict]:
+def measure(threads: int, rounds: int, clock: str, discriminator: str) -> list[dict]:
     torch.set_num_threads(threads)
     timings = time_interleaved(
-        {name: Workload(training_step(name)) for name in CONTENDERS},
+        {name: Workload(training_step(name, discriminator)) for name in CONTENDERS},
         CpuClock(clock),
         warmup=3,
         repeats=rounds,
@@ -96,6 +109,7 @@ def measure(threads: int, rounds: int, clock: str) -> list[dict]:
     return [
         {
             "threads": threads,
+            "discriminator": discriminator,
             "contender": name,
             "median_ms": timing.median_ms,
             "spread": timing.spread,
@@ -105,9 +119,17 @@ def measure(threads: int, rounds: int, clock: str) -> list[dict]:
     ]
 
 
+def discriminator_text(rows: list[dict]) -> str:
+    name = rows[0]["discriminator"]
+    arguments = DISCRIMINATORS[name]
+    channels = "/".join(map(str, arguments["channels"]))
+    return f"{name} discriminator: channels {channels}, dropout {arguments['dropout']:g}"
+
+
 def markdown(rows: list[dict], machine: dict, clock: str, rounds: int) -> str:
     lines = [
-        f"DCGAN training step (D step with R1 γ = {R1_GAMMA:g} + G step, batch {BATCH}) on {machine['cpu']} "
+        f"DCGAN training step (D step with R1 γ = {R1_GAMMA:g} + G step, batch {BATCH}, "
+        f"{discriminator_text(rows)}) on {machine['cpu']} "
         f"({machine['logical_cpus']} logical CPUs, load average at start "
         f"{', '.join(f'{v:.1f}' for v in machine['load_average_at_start'])}), torch {machine['torch']}; "
         f"median {clock} ms per step over {rounds} interleaved rounds.",
@@ -152,13 +174,19 @@ def main(args: list[str] | None = None) -> None:
         default="wall",
         help="elapsed time, or the process' CPU time (steadier at 1 thread on a shared machine)",
     )
+    parser.add_argument(
+        "--discriminator",
+        choices=tuple(DISCRIMINATORS),
+        default="config",
+        help="dcgan.yaml's discriminator (channels 128/256, no dropout) or the tutorial's (64/128, 0.3)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/gan_step"))
     options = parser.parse_args(args)
     machine = describe(torch.device("cpu"), torch.float32)
     rows = [
         row
         for threads in dict.fromkeys(options.threads)
-        for row in measure(threads, options.rounds, options.clock)
+        for row in measure(threads, options.rounds, options.clock, options.discriminator)
     ]
     options.out.mkdir(parents=True, exist_ok=True)
     table = markdown(rows, machine, options.clock, options.rounds)

@@ -257,7 +257,9 @@ def test_gan_step_benchmark_writes_table_plot_and_json_for_every_contender(tmp_p
     rows = json.loads((tmp_path / "gan_step.json").read_text())["rows"]
     assert [row["contender"] for row in rows] == list(CONTENDERS)
     assert all(row["threads"] == 1 and row["median_ms"] > 0 for row in rows)
+    assert all(row["discriminator"] == "config" for row in rows)
     assert rows[0]["vs_float32"] == 1.0
     table = (tmp_path / "gan_step.md").read_text()
+    assert "config discriminator: channels 128/256, dropout 0" in table
     assert all(f"| 1 | {name} |" in table for name in CONTENDERS)
     assert (tmp_path / "gan_step.png").stat().st_size > 0

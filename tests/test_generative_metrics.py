@@ -114,3 +114,15 @@ def test_nearest_neighbour_distances_find_copies_and_measure_new_points() -> Non
         ValueError, match=r"queries: expected images of shape \(1, 4, 4\) like the references"
     ):
         nearest_neighbour_distances(torch.rand(2, 16), training)
+
+
+def test_training_the_feature_net_leaves_the_callers_random_state_alone() -> None:
+    # A GAN run trains the net on its first use of a metric; its own draws must not depend on the cache.
+    from torchseq.metrics.mnist_features import train_feature_net
+
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    _, test_accuracy = train_feature_net(epochs=1)
+    assert torch.equal(torch.rand(4), expected)
+    assert test_accuracy > 0.5  # one epoch of a convnet on 3,500 digits: far above chance (0.1)

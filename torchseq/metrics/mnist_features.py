@@ -77,7 +77,13 @@ def accuracy(net: nn.Module, loader: DataLoader) -> float:
 
 
 def train_feature_net(epochs: int = 6, lr: float = 1e-3, seed: int = 0) -> tuple[MNISTFeatureNet, float]:
-    """Train on the MNIST-5k training split (seeded split); return the net and its test accuracy."""
+    """Train on the MNIST-5k training split (seeded split); return the net and its test accuracy.
+
+    The caller's random state is left as it was: the net is trained on a GAN run's first use of a metric,
+    and that run must draw the same numbers whether the net was cached already or not. Every draw,
+    including the one each data-loader iteration takes from the global generator for its workers'
+    seeds, happens inside ``fork_rng``.
+    """
     from torchseq.data import MNIST5kDataModule  # the data layer is needed only to train
 
     data = MNIST5kDataModule(as_images=True, batch_size=64, seed=seed)
@@ -92,7 +98,7 @@ def train_feature_net(epochs: int = 6, lr: float = 1e-3, seed: int = 0) -> tuple
                 optimizer.zero_grad()
                 F.cross_entropy(net(images), labels).backward()
                 optimizer.step()
-    return net.eval(), accuracy(net, data.test_dataloader())
+        return net.eval(), accuracy(net, data.test_dataloader())
 
 
 def load_or_train_feature_net(
