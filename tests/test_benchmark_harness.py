@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,3 +264,14 @@ def test_gan_step_benchmark_writes_table_plot_and_json_for_every_contender(tmp_p
     assert "config discriminator: channels 128/256, dropout 0" in table
     assert all(f"| 1 | {name} |" in table for name in CONTENDERS)
     assert (tmp_path / "gan_step.png").stat().st_size > 0
+
+
+def test_gan_step_config_discriminator_is_the_one_dcgan_yaml_trains() -> None:
+    import yaml
+
+    from benchmarks.gan_step import DISCRIMINATORS
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "experiments" / "dcgan.yaml").read_text())
+    trained = config["model"]["init_args"]["discriminator"]["init_args"]
+    timed = DISCRIMINATORS["config"]
+    assert (list(timed["channels"]), timed["dropout"]) == (trained["channels"], trained["dropout"])
