@@ -8,8 +8,8 @@
 A step is what :class:`~torchseq.tasks.gan.GANTask` does per batch with that config: a discriminator
 step (generator forward without gradient, D on the real and the generated batch, the R1 penalty's double
 backward with the config's γ = 1, Adam) and a generator step (generator forward and backward through D,
-Adam), batch 64 of 28×28 images (the batch ``dcgan.yaml`` trained at before it took 32, and the one the
-reference snapshots time), the DCGAN tutorial's generator and the config's discriminator (channels
+Adam), batch 64 of 28×28 images (``dcgan.yaml`` trains at 32; 64 is the batch the reference
+snapshots time), the DCGAN tutorial's generator and the config's discriminator (channels
 128/256, no dropout); ``--discriminator tutorial`` times the tutorial's own (64/128, dropout 0.3).
 Contenders:
 
